@@ -1,0 +1,1 @@
+"""ptychobench experiments: Hydra entry points, result collection, tables and figures."""

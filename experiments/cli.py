@@ -1,0 +1,95 @@
+"""The ``ptychobench`` Hydra app. Only ``experiments/`` imports hydra."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from experiments.figures import dataset_overview, save_figure
+from experiments.schema import DEVICES, register_configs
+from simulate.atomic import atomic_write_json
+from simulate.config import NoiseConfig
+from simulate.errors import ConfigError
+from simulate.pipeline import SECTIONS, load_dataset, prepare, simulation_config
+from simulate.provenance import provenance
+from simulate.store import cache_key
+from simulate.validate import validate_noise
+
+register_configs()
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` → ``cuda`` when available, else ``cpu``; ``cuda`` without a GPU is an error."""
+    import torch
+
+    if name not in DEVICES:
+        raise ConfigError("device.name", name, f"one of {DEVICES}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device.name", name, "cpu or auto: no CUDA device is available")
+    return (
+        "cuda"
+        if name == "auto" and torch.cuda.is_available()
+        else ("cpu" if name == "auto" else name)
+    )
+
+
+def run_job(cfg: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    """Simulate (cached) the configured tilt series and write summary, provenance and figure."""
+    sim = simulation_config({k: cfg[k] for k in ("sample", *SECTIONS)})
+    noise = NoiseConfig(**cfg["noise"])
+    validate_noise(noise)
+    device = resolve_device(cfg["device"]["name"])
+    atoms = prepare(sim)
+    t0 = time.perf_counter()
+    ds = load_dataset(sim, cfg["cache_dir"])
+    elapsed = time.perf_counter() - t0
+    data = ds.measurements(noise)
+    summary = {
+        "preset": cfg["preset"],
+        "sample": sim.sample.name,
+        "n_atoms": len(atoms),
+        "species": {
+            str(s): int(n)
+            for s, n in zip(
+                *np.unique(atoms.get_chemical_symbols(), return_counts=True), strict=True
+            )
+        },
+        "dataset": str(ds.path),
+        "cache_key": cache_key(sim),
+        "load_or_simulate_s": round(elapsed, 3),
+        "diffraction_shape": list(data.shape),
+        "haadf": ds.has_haadf,
+        "device": device,
+        "dose": noise.dose,
+        "dose_per": noise.per,
+        "mean_counts_per_pattern": float(data.sum((-1, -2)).mean()),
+        "angular_sampling_mrad": ds.meta["angular_sampling_mrad"],
+    }
+    atomic_write_json(out_dir / "summary.json", summary)
+    atomic_write_json(out_dir / "provenance.json", provenance(cfg) | {"dataset_key": ds.key})
+    if cfg["output"]["figures"]:
+        save_figure(
+            dataset_overview(ds, data, cfg["output"]["n_patterns"]), out_dir / "dataset.png"
+        )
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> dict[str, Any]:
+    """Entry point of the ``ptychobench`` console script."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    summary = run_job(resolved, out_dir)
+    for key, value in summary.items():
+        print(f"{key:>26}: {value}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()

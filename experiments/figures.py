@@ -1,0 +1,77 @@
+"""Figures of the experiments layer (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from ase.data import chemical_symbols  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from simulate.atomic import atomic_write  # noqa: E402
+from simulate.store import Dataset  # noqa: E402
+
+
+def _model_panel(ax: plt.Axes, pos: np.ndarray, numbers: np.ndarray, axes: tuple[int, int]) -> None:
+    names = "xyz"
+    for z in np.unique(numbers):
+        sel = numbers == z
+        ax.scatter(
+            pos[sel, axes[0]],
+            pos[sel, axes[1]],
+            s=4 + z / 4,
+            alpha=0.7,
+            label=f"{chemical_symbols[z]} ({sel.sum()})",
+        )
+    ax.set_xlabel(f"{names[axes[0]]} (Å)")
+    ax.set_ylabel(f"{names[axes[1]]} (Å)")
+    ax.set_aspect("equal")
+    ax.legend(fontsize=7, loc="upper right")
+
+
+def dataset_overview(ds: Dataset, patterns: np.ndarray, n_patterns: int = 4) -> Figure:
+    """Model projections, the HAADF image at the first tilt, and diffraction patterns (log).
+
+    ``patterns`` is the (possibly noisy) ``[T, sx, sy, kx, ky]`` series shown for tilt 0.
+    """
+    pos, numbers = ds.array("truth/positions"), ds.array("truth/numbers")
+    fig, axs = plt.subplots(2, max(3, n_patterns), figsize=(3.2 * max(3, n_patterns), 6.4))
+    _model_panel(axs[0, 0], pos, numbers, (0, 1))
+    _model_panel(axs[0, 1], pos, numbers, (0, 2))
+    axs[0, 0].set_title("model, top view")
+    axs[0, 1].set_title("model, side view")
+    if ds.has_haadf:
+        axs[0, 2].imshow(ds.array("measurements/haadf")[0].T, origin="lower", cmap="gray")
+        axs[0, 2].set_title(f"ADF, tilt θ = {ds.array('geometry/euler_deg')[0, 1]:.1f}°")
+    for ax in axs[0, 3:]:
+        ax.axis("off")
+    sx, sy = patterns.shape[1:3]
+    picks = np.linspace(0, sx * sy - 1, n_patterns).astype(int)
+    kmax = np.asarray(ds.meta["angular_sampling_mrad"]) * np.asarray(patterns.shape[-2:]) / 2
+    for ax, p in zip(axs[1], picks, strict=False):
+        i, j = divmod(int(p), sy)
+        img = np.log10(np.clip(patterns[0, i, j], 1e-12, None))
+        ax.imshow(
+            img.T,
+            origin="lower",
+            cmap="magma",
+            vmin=img.max() - 5,
+            vmax=img.max(),
+            extent=[-kmax[0], kmax[0], -kmax[1], kmax[1]],
+        )
+        ax.set_title(f"scan ({i}, {j})", fontsize=9)
+        ax.set_xlabel("kx (mrad)")
+    axs[1, 0].set_ylabel("ky (mrad)")
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
+    """Save atomically and close."""
+    out = atomic_write(path, lambda p: fig.savefig(p, dpi=dpi, format=Path(path).suffix[1:]))
+    plt.close(fig)
+    return out

@@ -1,0 +1,56 @@
+"""Structured-config schema of the ``ptychobench`` app, registered with Hydra's ConfigStore."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+
+from simulate import config as C
+from simulate.models import MODELS
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class DeviceConfig:
+    """Where torch code runs: ``auto`` takes CUDA when available."""
+
+    name: str = "auto"
+
+
+@dataclass
+class OutputConfig:
+    """What the job writes besides its results."""
+
+    n_patterns: int = 4
+    figures: bool = True
+
+
+@dataclass
+class AppConfig:
+    """The whole app: simulation sections, noise, device, preset and cache location."""
+
+    sample: Any = None
+    microscope: C.MicroscopeConfig = field(default_factory=C.MicroscopeConfig)
+    potential: C.PotentialConfig = field(default_factory=C.PotentialConfig)
+    scan: C.ScanConfig = field(default_factory=C.ScanConfig)
+    detector: C.DetectorConfig = field(default_factory=C.DetectorConfig)
+    tilts: C.TiltConfig = field(default_factory=C.TiltConfig)
+    phonons: C.PhononConfig = field(default_factory=C.PhononConfig)
+    truth: C.TruthConfig = field(default_factory=C.TruthConfig)
+    noise: C.NoiseConfig = field(default_factory=C.NoiseConfig)
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    preset: str = "custom"
+    cache_dir: str = "${oc.env:PTYCHOBENCH_CACHE,'~/.cache/ptychobench'}"
+    progress: bool = True
+
+
+def register_configs() -> None:
+    """Register the app schema and one schema per sample model."""
+    cs = ConfigStore.instance()
+    cs.store(name="ptychobench_schema", node=AppConfig)
+    for name, (schema, _) in MODELS.items():
+        cs.store(group="sample", name=f"{name}_schema", node=schema)

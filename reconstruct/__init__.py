@@ -1,0 +1,1 @@
+"""ptychobench: shared differentiable physics layer and the one optimisation loop."""

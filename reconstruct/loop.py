@@ -1,0 +1,184 @@
+"""The one optimisation loop shared by all reconstruction variants.
+
+A variant supplies
+
+* a ``model`` (``nn.Module``) with ``parameter_groups() -> {name: [Parameter, ...]}``, names
+  from :data:`GROUP_NAMES` (any others are allowed too);
+* ``batches``: a callable ``generator -> iterable of batches`` (one pass = one iteration; see
+  :func:`index_batches` for mini-/full-batch index batches) or a fixed sequence of batches;
+* ``loss_fn(model, batch) -> scalar``;
+* per-group :class:`GroupSettings` (learning rate, optimiser, start/stop iteration);
+* optional constraints ``fn(model, iteration)`` run under ``no_grad`` after every update
+  (positivity, filters, probe orthogonalisation, ...).
+
+Groups without settings stay frozen. The loop is seeded (``torch.manual_seed`` and the batch
+generator) and deterministic on CPU; it records the loss per iteration and raises
+:class:`DivergenceError` when the loss becomes NaN/inf or grows past ``divergence_factor``
+times the first iteration's loss.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+GROUP_NAMES = (
+    "object", "probe", "positions", "tilt", "slice_thickness", "angles", "shifts", "atoms",
+)  # fmt: skip
+
+_OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "sgd": torch.optim.SGD,
+    "rmsprop": torch.optim.RMSprop,
+}
+
+
+@dataclass
+class GroupSettings:
+    """Optimiser settings of one parameter group.
+
+    ``lr`` in the group's own units per iteration (e.g. V Å, Å, rad); the group is updated for
+    ``start_iter <= iteration < stop_iter``; ``options`` go to the optimiser (betas, momentum).
+    """
+
+    lr: float
+    optimizer: str = "adam"
+    start_iter: int = 0
+    stop_iter: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def active(self, iteration: int) -> bool:
+        stop = math.inf if self.stop_iter is None else self.stop_iter
+        return self.start_iter <= iteration < stop
+
+
+@dataclass
+class History:
+    """Loss per iteration (mean over the iteration's batches) and wall time [s]."""
+
+    loss: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class DivergenceError(RuntimeError):
+    """The loss became NaN/inf or blew up; ``history`` holds the losses so far."""
+
+    def __init__(self, message: str, history: History) -> None:
+        super().__init__(message)
+        self.history = history
+
+
+def index_batches(
+    n: int, batch_size: int | None = None, shuffle: bool = True, device: Any = None
+) -> Callable[[torch.Generator], list[Tensor]]:
+    """Batches of indices ``[0, n)``: full batch if ``batch_size`` is None, else mini-batches
+    (reshuffled each iteration with the loop's generator when ``shuffle``)."""
+
+    def make(generator: torch.Generator) -> list[Tensor]:
+        if batch_size is None or batch_size >= n:
+            return [torch.arange(n, device=device)]
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        return [chunk.to(device) for chunk in torch.split(order, batch_size)]
+
+    return make
+
+
+def _build_optimizers(
+    groups: Mapping[str, list[nn.Parameter]], settings: Mapping[str, GroupSettings]
+) -> dict[str, torch.optim.Optimizer]:
+    unknown = set(settings) - set(groups)
+    if unknown:
+        raise KeyError(f"settings for unknown parameter groups {sorted(unknown)}")
+    optimizers = {}
+    for name, cfg in settings.items():
+        if cfg.optimizer not in _OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {cfg.optimizer!r}; use {sorted(_OPTIMIZERS)}")
+        params = [p for p in groups[name] if p.requires_grad]
+        if params:
+            optimizers[name] = _OPTIMIZERS[cfg.optimizer](params, lr=cfg.lr, **cfg.options)
+    return optimizers
+
+
+def _set_trainable(
+    groups: Mapping[str, list[nn.Parameter]], active: set[str], allowed: dict[int, bool]
+) -> None:
+    for name, params in groups.items():
+        for p in params:
+            p.requires_grad_(allowed[id(p)] and name in active)
+
+
+def _check(loss: float, reference: float | None, factor: float, where: str, hist: History):
+    if not math.isfinite(loss):
+        raise DivergenceError(f"loss is {loss} at {where}; lower the learning rates", hist)
+    if reference is not None and loss > factor * max(reference, 1e-30):
+        raise DivergenceError(
+            f"loss {loss:.4g} at {where} exceeds {factor:g} x the first loss {reference:.4g};"
+            " lower the learning rates",
+            hist,
+        )
+
+
+def optimize(
+    model: nn.Module,
+    loss_fn: Callable[[nn.Module, Any], Tensor],
+    batches: Callable[[torch.Generator], Iterable[Any]] | Sequence[Any],
+    settings: Mapping[str, GroupSettings | Mapping[str, Any]],
+    n_iter: int,
+    constraints: Sequence[Callable[[nn.Module, int], None]] = (),
+    seed: int | None = 0,
+    progress: bool = True,
+    divergence_factor: float = 1e6,
+    callback: Callable[[nn.Module, int, float], None] | None = None,
+) -> History:
+    """Run ``n_iter`` iterations (passes over ``batches``) and return the loss history.
+
+    Each batch: zero grads, ``loss_fn(model, batch).backward()``, step every active group's
+    own optimiser, then apply ``constraints``. Raises :class:`DivergenceError`.
+    """
+    if seed is not None:
+        torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(0 if seed is None else seed)
+    settings = {
+        k: v if isinstance(v, GroupSettings) else GroupSettings(**v) for k, v in settings.items()
+    }
+    groups = model.parameter_groups()
+    allowed = {id(p): p.requires_grad for params in groups.values() for p in params}
+    optimizers = _build_optimizers(groups, settings)
+    history, reference, start = History(), None, time.perf_counter()
+    bar = tqdm(range(n_iter), disable=not progress, desc="reconstruct")
+    try:
+        for it in bar:
+            active = {name for name, cfg in settings.items() if cfg.active(it)}
+            _set_trainable(groups, active, allowed)
+            total, count = 0.0, 0
+            for b, batch in enumerate(batches(generator) if callable(batches) else batches):
+                for opt in optimizers.values():
+                    opt.zero_grad(set_to_none=True)
+                loss = loss_fn(model, batch)
+                value = float(loss.detach())
+                _check(value, reference, divergence_factor, f"iteration {it}, batch {b}", history)
+                loss.backward()
+                for name in active & set(optimizers):
+                    optimizers[name].step()
+                with torch.no_grad():
+                    for constraint in constraints:
+                        constraint(model, it)
+                total, count = total + value, count + 1
+            history.loss.append(total / max(count, 1))
+            reference = history.loss[0] if reference is None else reference
+            bar.set_postfix(loss=f"{history.loss[-1]:.4g}")
+            if callback is not None:
+                callback(model, it, history.loss[-1])
+    finally:
+        _set_trainable(groups, set(groups), allowed)
+        history.seconds = time.perf_counter() - start
+        bar.close()
+    return history

@@ -1,0 +1,161 @@
+"""Multislice forward model (one loop over slices), far-field detection, ptychography model.
+
+Shapes: ``B`` scan positions in a batch, ``O`` object states, ``P`` probe modes, ``S`` slices,
+``[M1, M2]`` probe window, ``[N1, N2]`` object, ``[n1, n2]`` measured pattern.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .optics import MixedProbe
+from .propagation import Propagator, SlicedObject, antialias_aperture
+from .scanning import extract_patches, fourier_shift, split_positions
+
+
+def multislice_forward(
+    probes: Tensor, transmission: Tensor, propagators: Tensor, propagate_last: bool = False
+) -> Tensor:
+    """Exit waves of the multislice recursion ``psi <- P_s (t_s psi)``.
+
+    Args:
+        probes: incident waves ``[B, P, M1, M2]`` (or ``[1, P, M1, M2]``), complex.
+        transmission: slice transmissions ``[B, O, S, M1, M2]`` complex.
+        propagators: ``[S', M1, M2]`` or per position ``[B, S', M1, M2]``, with ``S' = S``
+            (entry ``s`` follows slice ``s``; the last one is used only if ``propagate_last``)
+            or ``S' = S - 1``.
+    Returns:
+        exit waves ``[B, O, P, M1, M2]`` complex.
+    """
+    n_slices = transmission.shape[2]
+    batched = propagators.dim() == 4
+    psi = probes[:, None]
+    for s in range(n_slices):
+        psi = psi * transmission[:, :, s, None]
+        if s < n_slices - 1 or propagate_last:
+            prop = propagators[:, s, None, None] if batched else propagators[s]
+            psi = torch.fft.ifft2(torch.fft.fft2(psi) * prop)
+    return psi
+
+
+def farfield_intensity(exit_waves: Tensor) -> Tensor:
+    """Incoherent far-field intensity ``[B, M1, M2]`` (unshifted) of ``[B, O, P, M1, M2]`` waves.
+
+    Probe modes add (eq. 9 of paper 003); object states are averaged (equal weights ``1/O``) so
+    that a unit-intensity probe gives a pattern summing to at most 1.
+    """
+    amplitude = torch.fft.fft2(exit_waves)
+    intensity = amplitude.real**2 + amplitude.imag**2
+    return intensity.sum(dim=2).mean(dim=1)
+
+
+def crop_center(patterns: Tensor, out_shape: tuple[int, int]) -> Tensor:
+    """fftshift ``[..., M1, M2]`` unshifted patterns and crop ``[..., n1, n2]`` around ``k = 0``.
+
+    The zero frequency lands at index ``(n1 // 2, n2 // 2)`` (abTEM's ``fftshift`` layout; for
+    odd ``n`` identical to abTEM's ``diffraction_patterns(max_angle=...)`` crop).
+    """
+    m1, m2 = patterns.shape[-2:]
+    n1, n2 = out_shape
+    if n1 > m1 or n2 > m2:
+        raise ValueError(f"cannot crop {(m1, m2)} patterns to {out_shape}")
+    shifted = torch.fft.fftshift(patterns, dim=(-2, -1))
+    a1, a2 = m1 // 2 - n1 // 2, m2 // 2 - n2 // 2
+    return shifted[..., a1 : a1 + n1, a2 : a2 + n2]
+
+
+def crop_center_adjoint(patterns: Tensor, full_shape: tuple[int, int]) -> Tensor:
+    """Adjoint of :func:`crop_center`: zero-pad and ifftshift back to ``[..., M1, M2]``."""
+    n1, n2 = patterns.shape[-2:]
+    m1, m2 = full_shape
+    a1, a2 = m1 // 2 - n1 // 2, m2 // 2 - n2 // 2
+    pad = (a2, m2 - a2 - n2, a1, m1 - a1 - n1)
+    return torch.fft.ifftshift(nn.functional.pad(patterns, pad), dim=(-2, -1))
+
+
+def resample_patterns(patterns: Tensor, out_shape: tuple[int, int]) -> Tensor:
+    """Bilinearly resample fftshifted patterns ``[B, m1, m2]`` to ``[B, n1, n2]``.
+
+    Used when the detector's angular sampling differs from the model's; the total intensity
+    is conserved (scaled by ``m1 m2 / (n1 n2)``). The grids are aligned at their centre pixel.
+    """
+    m1, m2 = patterns.shape[-2:]
+    out = nn.functional.interpolate(
+        patterns[:, None], size=out_shape, mode="bilinear", align_corners=True
+    )[:, 0]
+    return out * (m1 * m2) / (out_shape[0] * out_shape[1])
+
+
+def bandlimit_mask(
+    full_shape: tuple[int, int], sampling: tuple[float, float], out_shape: tuple[int, int]
+) -> Tensor:
+    """Boolean mask ``[n1, n2]`` of detector pixels inside abTEM's 2/3 antialias cutoff."""
+    mask = antialias_aperture(full_shape, sampling, taper=0.0) > 0
+    return crop_center(mask, out_shape)
+
+
+class MultislicePtychography(nn.Module):
+    """Mixed-state, mixed-object multislice ptychography forward model.
+
+    Components: ``object`` (:class:`SlicedObject`, ``[O, S, N1, N2]`` V Å), ``probe``
+    (:class:`MixedProbe`, ``[P, M1, M2]``), ``positions`` ``[K, 2]`` [Å] (object frame),
+    ``position_offset`` ``[2]`` [Å] (a global scan offset, group ``"offset"``; e.g. the gauge
+    between a tilt pivot at the slab centre and our pivot at the first slice), ``propagator``
+    (:class:`Propagator`: slice thickness, tilt). ``forward(indices [B])`` returns model
+    patterns ``[B, n1, n2]`` (fftshifted, cropped like the measured data).
+    """
+
+    def __init__(
+        self,
+        obj: SlicedObject,
+        probe: MixedProbe,
+        positions: Tensor,
+        propagator: Propagator,
+        detector_shape: tuple[int, int],
+        propagate_last: bool = False,
+    ) -> None:
+        super().__init__()
+        self.object = obj
+        self.probe = probe
+        self.positions = nn.Parameter(positions.clone())
+        self.position_offset = nn.Parameter(torch.zeros_like(positions[0]))
+        self.propagator = propagator
+        self.detector_shape = tuple(detector_shape)
+        self.propagate_last = propagate_last
+
+    @property
+    def patch_shape(self) -> tuple[int, int]:
+        return tuple(self.probe.modes_real.shape[1:3])
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Named parameter groups for :func:`reconstruct.loop.optimize`."""
+        obj = [self.object.potential]
+        if self.object.absorption is not None:
+            obj.append(self.object.absorption)
+        return {
+            "object": obj,
+            "probe": [self.probe.modes_real, self.probe.occupation_logits],
+            "positions": [self.positions],
+            "offset": [self.position_offset],
+            "tilt": [self.propagator.tilt],
+            "slice_thickness": [self.propagator.slice_thickness],
+        }
+
+    def exit_waves(self, indices: Tensor, transmission: Tensor | None = None) -> Tensor:
+        """Exit waves ``[B, O, P, M1, M2]`` at scan positions ``indices [B]``."""
+        t = self.object() if transmission is None else transmission
+        corners, frac = split_positions(
+            self.positions[indices] + self.position_offset,
+            self.object.sampling,
+            self.patch_shape,
+        )
+        patches = extract_patches(t, corners, self.patch_shape)
+        probes = fourier_shift(self.probe(), frac)
+        props = self.propagator(t.shape[1], indices)
+        return multislice_forward(probes, patches, props, self.propagate_last)
+
+    def forward(self, indices: Tensor) -> Tensor:
+        """Model intensities ``[B, n1, n2]`` at scan positions ``indices [B]``."""
+        intensity = farfield_intensity(self.exit_waves(indices))
+        return crop_center(intensity, self.detector_shape)

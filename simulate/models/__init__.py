@@ -1,0 +1,13 @@
+"""Atomic model builders, registered by name.
+
+Every builder takes its own dataclass schema and returns ASE ``Atoms`` centred in its cell.
+Species are the atomic numbers; builders may add per-atom arrays (``atoms.arrays``) such as
+``region`` (0 = core, 1 = shell) and truth extras in ``atoms.info`` under keys starting with
+``truth_`` (numpy arrays, stored in the dataset's ``truth/`` group). A builder that provides an
+ensemble (MD snapshots) puts ``atoms.info["snapshots"]`` = ``[S, N, 3]`` positions in Å.
+"""
+
+from simulate.models import nanoparticles as _nanoparticles  # noqa: F401  (registers builders)
+from simulate.models.registry import MODELS, SampleConfig, build_model, register_model, schema_for
+
+__all__ = ["MODELS", "SampleConfig", "build_model", "register_model", "schema_for"]

@@ -1,0 +1,72 @@
+"""From a config to a stored dataset: build the model, validate, simulate, cache."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+from simulate import config as C
+from simulate.errors import ConfigError
+from simulate.models import build_model
+from simulate.models.registry import coerce_sample
+from simulate.store import Dataset, get_dataset
+from simulate.tiltseries import TiltSeries, simulate_tilt_series
+from simulate.validate import validate_simulation
+
+SECTIONS: dict[str, type] = {
+    "microscope": C.MicroscopeConfig,
+    "potential": C.PotentialConfig,
+    "scan": C.ScanConfig,
+    "detector": C.DetectorConfig,
+    "tilts": C.TiltConfig,
+    "phonons": C.PhononConfig,
+    "truth": C.TruthConfig,
+}
+
+
+def _section(name: str, schema: type, data: Any) -> Any:
+    if dataclasses.is_dataclass(data) and not isinstance(data, type):
+        return data
+    data = dict(data or {})
+    allowed = {f.name for f in dataclasses.fields(schema)}
+    for key, value in data.items():
+        if key not in allowed:
+            raise ConfigError(f"{name}.{key}", value, f"a key of {sorted(allowed)}")
+    return schema(**data)
+
+
+def simulation_config(data: Mapping[str, Any] | C.SimulationConfig) -> C.SimulationConfig:
+    """A :class:`SimulationConfig` from a plain mapping, rejecting unknown keys by name."""
+    if isinstance(data, C.SimulationConfig):
+        return dataclasses.replace(data, sample=coerce_sample(data.sample))
+    data = dict(data)
+    for key in data:
+        if key != "sample" and key not in SECTIONS:
+            raise ConfigError(key, data[key], f"a key of {sorted(['sample', *SECTIONS])}")
+    sections = {k: _section(k, s, data.get(k)) for k, s in SECTIONS.items()}
+    return C.SimulationConfig(sample=coerce_sample(data.get("sample") or {}), **sections)
+
+
+def prepare(cfg: C.SimulationConfig) -> Atoms:
+    """Build the model and validate the whole config against it; no abTEM work yet."""
+    atoms = build_model(cfg.sample)
+    validate_simulation(cfg, np.diag(atoms.cell.array))
+    return atoms
+
+
+def run_simulation(cfg: C.SimulationConfig, progress: bool = True) -> tuple[TiltSeries, Atoms]:
+    """Validate, then simulate the tilt series of ``cfg`` with abTEM."""
+    atoms = prepare(cfg)
+    return simulate_tilt_series(atoms, cfg, progress=progress), atoms
+
+
+def load_dataset(cfg: Mapping[str, Any] | C.SimulationConfig, cache_dir: str | Path) -> Dataset:
+    """The dataset of ``cfg`` from the cache, simulated once if needed. Validates first."""
+    sim = simulation_config(cfg)
+    prepare(sim)
+    return get_dataset(sim, cache_dir, run_simulation)
