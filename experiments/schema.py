@@ -35,6 +35,7 @@ class AppConfig:
     sample: Any = None
     microscope: C.MicroscopeConfig = field(default_factory=C.MicroscopeConfig)
     potential: C.PotentialConfig = field(default_factory=C.PotentialConfig)
+    method: C.MethodConfig = field(default_factory=C.MethodConfig)
     scan: C.ScanConfig = field(default_factory=C.ScanConfig)
     detector: C.DetectorConfig = field(default_factory=C.DetectorConfig)
     tilts: C.TiltConfig = field(default_factory=C.TiltConfig)

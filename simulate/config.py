@@ -40,6 +40,16 @@ class PotentialConfig:
 
 
 @dataclass
+class MethodConfig:
+    """Simulation algorithm: abTEM ``multislice`` (one probe per position) or ``prism`` (the
+    S-matrix, interpolation factor ``prism_interpolation``; exact at 1, faster above 1 by
+    limiting the probe to extent / interpolation)."""
+
+    name: str = "multislice"
+    prism_interpolation: int = 1
+
+
+@dataclass
 class ScanConfig:
     """Raster scan. ``start``/``end`` in Å; ``None`` means the whole cell (end exclusive).
 
@@ -60,9 +70,11 @@ class DetectorConfig:
     (1 / cell extent); reconstructions resample to their own grid.
 
     With ``adf`` the annular (ADF/HAADF) series between ``adf_inner`` and ``adf_outer`` (mrad) is
-    recorded from the same exit waves.
+    recorded from the same exit waves. ``pixelated = False`` records the ADF series only (for
+    HAADF tomography, paper 004), which with PRISM makes wide-angle detectors affordable.
     """
 
+    pixelated: bool = True
     max_angle: float = 40.0
     adf: bool = False
     adf_inner: float = 40.0
@@ -123,6 +135,7 @@ class SimulationConfig:
     sample: Any = None
     microscope: MicroscopeConfig = field(default_factory=MicroscopeConfig)
     potential: PotentialConfig = field(default_factory=PotentialConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
     scan: ScanConfig = field(default_factory=ScanConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     tilts: TiltConfig = field(default_factory=TiltConfig)

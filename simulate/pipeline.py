@@ -21,6 +21,7 @@ from simulate.validate import validate_simulation
 SECTIONS: dict[str, type] = {
     "microscope": C.MicroscopeConfig,
     "potential": C.PotentialConfig,
+    "method": C.MethodConfig,
     "scan": C.ScanConfig,
     "detector": C.DetectorConfig,
     "tilts": C.TiltConfig,

@@ -124,6 +124,12 @@ def _put(group: zarr.Group, name: str, data: np.ndarray) -> zarr.Array:
     return out
 
 
+def _scan_shape(ts: TiltSeries) -> tuple[int, int]:
+    data = ts.diffraction if ts.diffraction is not None else ts.haadf
+    assert data is not None
+    return int(data.shape[1]), int(data.shape[2])
+
+
 def _meta(ts: TiltSeries, cfg: SimulationConfig, sx_sy: tuple[int, int]) -> dict[str, Any]:
     m = cfg.microscope
     return {
@@ -134,7 +140,7 @@ def _meta(ts: TiltSeries, cfg: SimulationConfig, sx_sy: tuple[int, int]) -> dict
         "source_size_A": m.source_size,
         "scan_step_A": [cfg.scan.step, cfg.scan.step],
         "scan_shape": list(sx_sy),
-        "detector_shape": list(ts.diffraction.shape[-2:]),
+        "detector_shape": None if ts.diffraction is None else list(ts.diffraction.shape[-2:]),
         "angular_sampling_mrad": ts.angular_sampling.tolist(),
         "reciprocal_sampling_invA": ts.reciprocal_sampling.tolist(),
         "potential_sampling_A": cfg.potential.sampling,
@@ -164,7 +170,8 @@ def write_dataset(
             g.create_group("geometry"),
             g.create_group("truth"),
         )
-        _put(meas, "diffraction", ts.diffraction)
+        if ts.diffraction is not None:
+            _put(meas, "diffraction", ts.diffraction)
         if ts.haadf is not None:
             _put(meas, "haadf", ts.haadf)
         for name in ("euler_deg", "euler_nominal_deg", "shifts", "positions", "positions_nominal"):
@@ -215,11 +222,15 @@ class Dataset:
 
     @property
     def n_tilts(self) -> int:
-        return int(self.group["measurements/diffraction"].shape[0])
+        return int(self.group["geometry/euler_deg"].shape[0])
 
     @property
     def has_haadf(self) -> bool:
         return "haadf" in self.group["measurements"]
+
+    @property
+    def has_diffraction(self) -> bool:
+        return "diffraction" in self.group["measurements"]
 
     def measurements(
         self, noise: NoiseConfig, realisation: int = 0, kind: str = "diffraction"

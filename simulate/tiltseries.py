@@ -29,7 +29,7 @@ class TiltSeries:
     """A simulated tilt series, its geometry and its truth. Shapes use T tilts, P = sx·sy scan
     positions, N atoms, a detector of kx × ky pixels and a truth grid of nz × nx × ny voxels."""
 
-    diffraction: NDArray[np.float32]  # [T, sx, sy, kx, ky], per incident electron
+    diffraction: NDArray[np.float32] | None  # [T, sx, sy, kx, ky], per incident electron
     haadf: NDArray[np.float32] | None  # [T, sx, sy], fraction of the beam on the ADF detector
     euler_deg: FloatArray  # [T, 3] true (phi, theta, psi)
     euler_nominal_deg: FloatArray  # [T, 3] what the experimenter believes
@@ -101,6 +101,38 @@ def _configurations(
     return abtem.FrozenPhonons(tilted, num_configs=ph.num_configs, sigmas=sigmas, seed=seed)
 
 
+def _detectors(cfg: SimulationConfig) -> list:
+    d = cfg.detector
+    out = [abtem.PixelatedDetector(max_angle=d.max_angle)] if d.pixelated else []
+    if d.adf:
+        out.append(abtem.AnnularDetector(d.adf_inner, d.adf_outer))
+    return out
+
+
+def _scan(potential: abtem.Potential, cfg: SimulationConfig, positions: FloatArray) -> list:
+    """Run abTEM's multislice or PRISM over ``positions`` and return the computed measurements."""
+    m, scan = cfg.microscope, abtem.CustomScan(positions)
+    if cfg.method.name == "prism":
+        smatrix = abtem.SMatrix(
+            semiangle_cutoff=m.semiangle,
+            energy=m.energy,
+            potential=potential,
+            interpolation=cfg.method.prism_interpolation,
+            downsample=False,
+        )
+        ctf = abtem.CTF(
+            semiangle_cutoff=m.semiangle,
+            energy=m.energy,
+            soft=m.soft_aperture,
+            aberration_coefficients={"C10": -m.defocus, **dict(m.aberrations)},
+        )
+        result = smatrix.scan(scan=scan, detectors=_detectors(cfg), ctf=ctf)
+    else:
+        result = make_probe(m).scan(potential, scan=scan, detectors=_detectors(cfg))
+    result = result if isinstance(result, list) else [result]
+    return [r.compute(progress_bar=False) for r in result]
+
+
 def simulate_tilt(
     atoms: Atoms,
     cfg: SimulationConfig,
@@ -108,8 +140,9 @@ def simulate_tilt(
     shift: FloatArray,
     positions: FloatArray,
     seed: int,
-) -> tuple[NDArray, NDArray | None, FloatArray]:
-    """One tilt: diffraction ``[P, kx, ky]``, ADF ``[P]`` or None, angular sampling ``[2]``."""
+) -> tuple[NDArray | None, NDArray | None, FloatArray]:
+    """One tilt: diffraction ``[P, kx, ky]`` (or None), ADF ``[P]`` (or None) and the angular
+    sampling ``[2]`` in mrad of the patterns."""
     centre = np.diag(atoms.cell.array) / 2
     snaps = atoms.info.get("snapshots")
     lab = (
@@ -125,17 +158,15 @@ def simulate_tilt(
         parametrization=p.parametrization,
         projection=p.projection,
     )
-    detectors = [abtem.PixelatedDetector(max_angle=cfg.detector.max_angle)]
+    out = _scan(potential, cfg, positions)
+    diff = adf = None
+    if cfg.detector.pixelated:
+        first = out.pop(0)
+        diff = np.asarray(first.array, dtype=np.float32).reshape(len(positions), *first.shape[-2:])
     if cfg.detector.adf:
-        detectors.append(abtem.AnnularDetector(cfg.detector.adf_inner, cfg.detector.adf_outer))
-    result = make_probe(cfg.microscope).scan(
-        potential, scan=abtem.CustomScan(positions), detectors=detectors
-    )
-    result = result if isinstance(result, list) else [result]
-    out = [r.compute(progress_bar=False) for r in result]
-    diff = np.asarray(out[0].array, dtype=np.float32).reshape(len(positions), *out[0].shape[-2:])
-    adf = np.asarray(out[1].array, dtype=np.float32).reshape(-1) if cfg.detector.adf else None
-    return diff, adf, np.asarray(out[0].angular_sampling, dtype=np.float64)
+        adf = np.asarray(out[0].array, dtype=np.float32).reshape(-1)
+    ang = 1e3 * wavelength(cfg.microscope.energy) / np.diag(atoms.cell.array)[:2]
+    return diff, adf, ang
 
 
 def truth_potential(atoms: Atoms, cfg: SimulationConfig) -> tuple[NDArray[np.float32], FloatArray]:
@@ -178,10 +209,10 @@ def simulate_tilt_series(atoms: Atoms, cfg: SimulationConfig, progress: bool = T
         d, a, ang = simulate_tilt(
             atoms, cfg, euler[j], shifts[j], true_pos[j], seed=cfg.phonons.seed * 100003 + j
         )
-        diffs.append(d.reshape(sx, sy, *d.shape[1:]))
+        diffs.append(None if d is None else d.reshape(sx, sy, *d.shape[1:]))
         adfs.append(None if a is None else a.reshape(sx, sy))
     fwhm, step = cfg.microscope.source_size, cfg.scan.step
-    diffraction = source_blur(np.stack(diffs), fwhm, step)
+    diffraction = None if diffs[0] is None else source_blur(np.stack(diffs), fwhm, step)
     haadf = None if adfs[0] is None else source_blur(np.stack(adfs), fwhm, step)
     potential, origin = truth_potential(atoms, cfg)
     extra = {

@@ -13,6 +13,7 @@ from simulate.physics import antialias_cutoff_mrad
 
 PARAMETRIZATIONS = ("lobato", "kirkland")
 PROJECTIONS = ("infinite", "finite")
+METHODS = ("multislice", "prism")
 DOSE_PER = ("tilt", "series")
 
 
@@ -46,8 +47,16 @@ def validate_optics(cfg: SimulationConfig, cell: NDArray[np.float64]) -> None:
         raise ConfigError("potential.projection", p.projection, f"one of {PROJECTIONS}")
     cutoff = antialias_cutoff_mrad(m.energy, p.sampling, float(cell[0]))
     limit = f"(0, {cutoff:.2f}] mrad, the antialias limit of potential.sampling={p.sampling} Å"
-    if not 0 < d.max_angle <= cutoff:
+    if d.pixelated and not 0 < d.max_angle <= cutoff:
         raise ConfigError("detector.max_angle", d.max_angle, f"an angle in {limit}")
+    if not (d.pixelated or d.adf):
+        raise ConfigError("detector.pixelated", d.pixelated, "true, or detector.adf = true")
+    if cfg.method.name not in METHODS:
+        raise ConfigError("method.name", cfg.method.name, f"one of {METHODS}")
+    if cfg.method.prism_interpolation < 1:
+        raise ConfigError(
+            "method.prism_interpolation", cfg.method.prism_interpolation, "an integer >= 1"
+        )
     if d.adf:
         if not 0 <= d.adf_inner < d.adf_outer:
             raise ConfigError("detector.adf_inner", d.adf_inner, "0 <= adf_inner < adf_outer")

@@ -55,7 +55,8 @@ def _centrosymmetric_particle(cell: float, seed: int = 0) -> Atoms:
     while len(pts) < 12:
         p = rng.uniform(-3.5, 3.5, 3)
         cand = [p, -p]
-        if np.linalg.norm(2 * p) > 2.2 and all(np.linalg.norm(c - q) > 2.2 for c in cand for q in pts):
+        far = all(np.linalg.norm(c - q) > 2.2 for c in cand for q in pts)
+        if np.linalg.norm(2 * p) > 2.2 and far:
             pts += cand
     return Atoms(["Au"] * len(pts), positions=np.array(pts) + cell / 2, cell=[cell] * 3, pbc=True)
 
@@ -129,4 +130,5 @@ def test_truth_potential_grid(tiny_dataset):
 
 def test_antialias_limit_matches_abtem_rounding():
     # 128 px over 12.8 Å: abTEM keeps 2/3 of Nyquist rounded to its pixels: 43 px of 1/12.8 Å⁻¹
-    assert antialias_cutoff_mrad(300e3, 0.1, 12.8) == pytest.approx(43 / 12.8 * wavelength(300e3) * 1e3)
+    expected = 43 / 12.8 * wavelength(300e3) * 1e3
+    assert antialias_cutoff_mrad(300e3, 0.1, 12.8) == pytest.approx(expected)
