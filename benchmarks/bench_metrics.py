@@ -29,12 +29,15 @@ LATTICE = 3.92
 
 
 def fcc_model(n_atoms: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """``n_atoms`` fcc positions ``[N, 3]`` (Å) with 20 pm jitter, labels 29 / 79."""
+    """``n_atoms`` fcc positions ``[N, 3]`` (Å) with 20 pm rms jitter (clipped at 0.35 Å so
+    nearest neighbours stay more than 2 Å apart), labels 29 / 79."""
     n = int(np.ceil((n_atoms / 4) ** (1 / 3)))
     cell = np.array([[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
     grid = np.stack(np.meshgrid(*[np.arange(n)] * 3, indexing="ij"), -1).reshape(-1, 1, 3)
     pos = ((grid + cell).reshape(-1, 3) * LATTICE)[: n_atoms] + 3.0
-    pos += rng.normal(0, 0.2 / np.sqrt(3), pos.shape)
+    jitter = rng.normal(0, 0.2 / np.sqrt(3), pos.shape)  # 20 pm rms in 3D
+    norm = np.linalg.norm(jitter, axis=1, keepdims=True)
+    pos += jitter * np.minimum(1.0, 0.35 / np.maximum(norm, 1e-12))  # pairs stay > 2 Å apart
     z = np.where(rng.random(len(pos)) < 0.5, 29, 79)
     return pos, z
 
@@ -43,7 +46,7 @@ def timed(label: str, fn, *args, **kwargs):  # noqa: ANN001, ANN201
     t = time.perf_counter()
     out = fn(*args, **kwargs)
     dt = time.perf_counter() - t
-    print(f"{label:<38s} {dt:8.2f} s")
+    print(f"{label:<44s} {dt:8.2f} s")
     return out, dt
 
 
@@ -60,7 +63,7 @@ def main() -> None:
     t0 = time.perf_counter()
     vol = render_gaussians(pos, np.where(z == 79, 2.0, 1.0), 0.45, shape, VOXEL, cutoff=3.5)
     vol = (vol + rng.normal(0, args.noise, shape)).astype(np.float32)
-    print(f"{'render phantom (not a metric)':<38s} {time.perf_counter() - t0:8.2f} s")
+    print(f"{'render phantom (not a metric)':<44s} {time.perf_counter() - t0:8.2f} s")
     total = 0.0
     traced, dt = timed("trace_atoms (smooth, maxima, refine)", trace_atoms, vol, VOXEL,
                        sigma=0.3, threshold=0.4)
@@ -77,7 +80,7 @@ def main() -> None:
     scores, dt = timed("score_atoms (incl. shift refinement)", score_atoms, traced.positions,
                        pos, classes.labels, z, refine_shift=True)
     total += dt
-    print(f"{'total metrics time':<38s} {total:8.2f} s  (target < 60 s)")
+    print(f"{'total metrics time':<44s} {total:8.2f} s  (target < 60 s)")
     d = scores.to_dict()
     print(f"traced {len(traced)}, non-atoms {d['n_non_atom']}, TP {d['tp']}, FP {d['fp']}, "
           f"FN {d['fn']}")
