@@ -12,7 +12,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.figures import dataset_overview, save_figure
-from experiments.schema import DEVICES, register_configs
+from experiments.job import run_benchmark
+from experiments.schema import DEVICES, TASKS, register_configs
 from simulate.atomic import atomic_write_json
 from simulate.config import NoiseConfig
 from simulate.errors import ConfigError
@@ -40,6 +41,18 @@ def resolve_device(name: str) -> str:
 
 
 def run_job(cfg: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    """``task=benchmark``: simulate → reconstruct → score (:func:`run_benchmark`);
+    ``task=simulate``: the dataset only, with its summary and figure."""
+    if cfg["task"] not in TASKS:
+        raise ConfigError("task", cfg["task"], f"one of {TASKS}")
+    if cfg["task"] == "benchmark":
+        import torch
+
+        return run_benchmark(cfg, out_dir, torch.device(resolve_device(cfg["device"]["name"])))
+    return simulate_job(cfg, out_dir)
+
+
+def simulate_job(cfg: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     """Simulate (cached) the configured tilt series and write summary, provenance and figure."""
     sim = simulation_config({k: cfg[k] for k in ("sample", *SECTIONS)})
     noise = NoiseConfig(**cfg["noise"])
@@ -87,7 +100,8 @@ def main(cfg: DictConfig) -> dict[str, Any]:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     summary = run_job(resolved, out_dir)
     for key, value in summary.items():
-        print(f"{key:>26}: {value}")
+        if not isinstance(value, dict | list):
+            print(f"{key:>26}: {value}")
     return summary
 
 

@@ -75,3 +75,15 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
     out = atomic_write(path, lambda p: fig.savefig(p, dpi=dpi, format=Path(path).suffix[1:]))
     plt.close(fig)
     return out
+
+
+def loss_figure(loss: list[float]) -> Figure:
+    """The loss history (log scale), as in paper 001 Fig. 2d."""
+    fig, ax = plt.subplots(figsize=(4.2, 3.0))
+    if loss:
+        ax.semilogy(np.arange(1, len(loss) + 1), loss, "o-", ms=3)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

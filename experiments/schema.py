@@ -7,10 +7,13 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
+from experiments.scoring import ScoringConfig
+from reconstruct.variants import VARIANTS
 from simulate import config as C
 from simulate.models import MODELS
 
 DEVICES = ("auto", "cpu", "cuda")
+TASKS = ("benchmark", "simulate")
 
 
 @dataclass
@@ -33,6 +36,7 @@ class AppConfig:
     """The whole app: simulation sections, noise, device, preset and cache location."""
 
     sample: Any = None
+    algorithm: Any = None
     microscope: C.MicroscopeConfig = field(default_factory=C.MicroscopeConfig)
     potential: C.PotentialConfig = field(default_factory=C.PotentialConfig)
     method: C.MethodConfig = field(default_factory=C.MethodConfig)
@@ -44,6 +48,10 @@ class AppConfig:
     noise: C.NoiseConfig = field(default_factory=C.NoiseConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    task: str = "benchmark"
+    seed: int = 0
+    rerun: bool = False
     preset: str = "custom"
     cache_dir: str = "${oc.env:PTYCHOBENCH_CACHE,'~/.cache/ptychobench'}"
     progress: bool = True
@@ -55,3 +63,5 @@ def register_configs() -> None:
     cs.store(name="ptychobench_schema", node=AppConfig)
     for name, (schema, _) in MODELS.items():
         cs.store(group="sample", name=f"{name}_schema", node=schema)
+    for name, variant in VARIANTS.items():
+        cs.store(group="algorithm", name=f"{name}_schema", node=variant.schema)

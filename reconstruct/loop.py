@@ -11,10 +11,12 @@ A variant supplies
 * optional constraints ``fn(model, iteration)`` run under ``no_grad`` after every update
   (positivity, filters, probe orthogonalisation, ...).
 
-Groups without settings stay frozen. The loop is seeded (``torch.manual_seed`` and the batch
+Groups without settings stay frozen. A group with ``optimizer="lbfgs"`` (for a few
+well-conditioned parameters: tilt, thickness) is stepped after the others with a closure that
+re-evaluates the batch loss. The loop is seeded (``torch.manual_seed`` and the batch
 generator) and deterministic on CPU; it records the loss per iteration and raises
 :class:`DivergenceError` when the loss becomes NaN/inf or grows past ``divergence_factor``
-times the first iteration's loss.
+times the first iteration's loss, or when an updated parameter becomes NaN/inf.
 """
 
 from __future__ import annotations
@@ -23,21 +25,27 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from reconstruct.linesearch import BacktrackingGD
+
 GROUP_NAMES = (
     "object", "probe", "positions", "tilt", "slice_thickness", "angles", "shifts", "atoms",
 )  # fmt: skip
 
+_CLOSURE = ("lbfgs", "line_search")  # optimisers that re-evaluate the loss through a closure
 _OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
     "adamw": torch.optim.AdamW,
     "sgd": torch.optim.SGD,
     "rmsprop": torch.optim.RMSprop,
+    "lbfgs": torch.optim.LBFGS,
+    "line_search": BacktrackingGD,
 }
 
 
@@ -46,13 +54,15 @@ class GroupSettings:
     """Optimiser settings of one parameter group.
 
     ``lr`` in the group's own units per iteration (e.g. V Å, Å, rad); the group is updated for
-    ``start_iter <= iteration < stop_iter``; ``options`` go to the optimiser (betas, momentum).
+    ``start_iter <= iteration < stop_iter``; after each of its active iterations the learning
+    rate is multiplied by ``lr_decay``; ``options`` go to the optimiser (betas, momentum).
     """
 
     lr: float
     optimizer: str = "adam"
     start_iter: int = 0
     stop_iter: int | None = None
+    lr_decay: float = 1.0
     options: dict[str, Any] = field(default_factory=dict)
 
     def active(self, iteration: int) -> bool:
@@ -121,9 +131,41 @@ def _check(loss: float, reference: float | None, factor: float, where: str, hist
     if reference is not None and loss > factor * max(reference, 1e-30):
         raise DivergenceError(
             f"loss {loss:.4g} at {where} exceeds {factor:g} x the first loss {reference:.4g};"
-            " lower the learning rates",
+            " (the loss at the start); lower the learning rates",
             hist,
         )
+
+
+def _check_parameters(
+    groups: Mapping[str, list[nn.Parameter]], active: set[str], where: str, hist: History
+) -> None:
+    for name in sorted(active & set(groups)):
+        if not all(bool(torch.isfinite(p).all()) for p in groups[name]):
+            raise DivergenceError(
+                f"parameter group {name!r} became NaN/inf at {where}; lower its learning rate",
+                hist,
+            )
+
+
+def _closure(model: nn.Module, loss_fn: Callable[[nn.Module, Any], Tensor], batch: Any) -> Tensor:
+    model.zero_grad(set_to_none=True)
+    loss = loss_fn(model, batch)
+    loss.backward()
+    return loss
+
+
+def _step(
+    optimizers: Mapping[str, torch.optim.Optimizer],
+    active: set[str],
+    settings: Mapping[str, GroupSettings],
+    closure: Callable[[], Tensor],
+) -> None:
+    names = sorted(active & set(optimizers), key=lambda n: settings[n].optimizer in _CLOSURE)
+    for name in names:
+        if settings[name].optimizer in _CLOSURE:
+            optimizers[name].step(closure)
+        else:
+            optimizers[name].step()
 
 
 def optimize(
@@ -164,16 +206,20 @@ def optimize(
                     opt.zero_grad(set_to_none=True)
                 loss = loss_fn(model, batch)
                 value = float(loss.detach())
-                _check(value, reference, divergence_factor, f"iteration {it}, batch {b}", history)
+                _check(value, None, divergence_factor, f"iteration {it}, batch {b}", history)
+                reference = value if reference is None else reference
                 loss.backward()
-                for name in active & set(optimizers):
-                    optimizers[name].step()
+                _step(optimizers, active, settings, partial(_closure, model, loss_fn, batch))
                 with torch.no_grad():
                     for constraint in constraints:
                         constraint(model, it)
                 total, count = total + value, count + 1
+            for name in active & set(optimizers):
+                for group in optimizers[name].param_groups:
+                    group["lr"] *= settings[name].lr_decay
             history.loss.append(total / max(count, 1))
-            reference = history.loss[0] if reference is None else reference
+            _check(history.loss[-1], reference, divergence_factor, f"iteration {it}", history)
+            _check_parameters(groups, active, f"iteration {it}", history)
             bar.set_postfix(loss=f"{history.loss[-1]:.4g}")
             if callback is not None:
                 callback(model, it, history.loss[-1])

@@ -21,33 +21,37 @@ def multislice_forward(
 
     Args:
         probes: incident waves ``[B, P, M1, M2]`` (or ``[1, P, M1, M2]``), complex.
-        transmission: slice transmissions ``[B, O, S, M1, M2]`` complex.
+        transmission: slice transmissions ``[S, B, O, M1, M2]`` complex (slice-major, so each
+            slice is one contiguous block: see ``extract_patches(..., batch_dim=1)``).
         propagators: ``[S', M1, M2]`` or per position ``[B, S', M1, M2]``, with ``S' = S``
             (entry ``s`` follows slice ``s``; the last one is used only if ``propagate_last``)
             or ``S' = S - 1``.
     Returns:
         exit waves ``[B, O, P, M1, M2]`` complex.
     """
-    n_slices = transmission.shape[2]
+    slices = transmission.unbind(0)  # one UnbindBackward, not S SelectBackwards
+    steps = propagators.unbind(-3)
     batched = propagators.dim() == 4
     psi = probes[:, None]
-    for s in range(n_slices):
-        psi = psi * transmission[:, :, s, None]
-        if s < n_slices - 1 or propagate_last:
-            prop = propagators[:, s, None, None] if batched else propagators[s]
+    for s, t in enumerate(slices):
+        psi = psi * t[:, :, None]
+        if s < len(slices) - 1 or propagate_last:
+            prop = steps[s][:, None, None] if batched else steps[s]
             psi = torch.fft.ifft2(torch.fft.fft2(psi) * prop)
     return psi
 
 
-def farfield_intensity(exit_waves: Tensor) -> Tensor:
+def farfield_intensity(exit_waves: Tensor, aperture: Tensor | None = None) -> Tensor:
     """Incoherent far-field intensity ``[B, M1, M2]`` (unshifted) of ``[B, O, P, M1, M2]`` waves.
 
     Probe modes add (eq. 9 of paper 003); object states are averaged (equal weights ``1/O``) so
-    that a unit-intensity probe gives a pattern summing to at most 1.
+    that a unit-intensity probe gives a pattern summing to at most 1. ``aperture [M1, M2]``
+    (e.g. the antialias mask) multiplies the spectrum: abTEM propagates once more after the
+    last slice with its masked propagator, which changes the intensity only by ``mask**2``.
     """
     amplitude = torch.fft.fft2(exit_waves)
-    intensity = amplitude.real**2 + amplitude.imag**2
-    return intensity.sum(dim=2).mean(dim=1)
+    intensity = (amplitude.real**2 + amplitude.imag**2).sum(dim=2).mean(dim=1)
+    return intensity if aperture is None else intensity * aperture**2
 
 
 def crop_center(patterns: Tensor, out_shape: tuple[int, int]) -> Tensor:
@@ -104,6 +108,11 @@ class MultislicePtychography(nn.Module):
     between a tilt pivot at the slab centre and our pivot at the first slice), ``propagator``
     (:class:`Propagator`: slice thickness, tilt). ``forward(indices [B])`` returns model
     patterns ``[B, n1, n2]`` (fftshifted, cropped like the measured data).
+
+    ``tilt_pivot`` [Å] is the depth, measured from the centre of the first slice, at which the
+    scan positions hold for a tilted specimen (the depth that the tilt leaves in place): the
+    probe enters at ``p + tilt_pivot * tan(theta)``. ``0`` pivots about the first slice,
+    ``(S - 1) dz / 2`` about the middle of the slab (abTEM atoms rotated about the slab centre).
     """
 
     def __init__(
@@ -113,7 +122,7 @@ class MultislicePtychography(nn.Module):
         positions: Tensor,
         propagator: Propagator,
         detector_shape: tuple[int, int],
-        propagate_last: bool = False,
+        tilt_pivot: float = 0.0,
     ) -> None:
         super().__init__()
         self.object = obj
@@ -122,7 +131,7 @@ class MultislicePtychography(nn.Module):
         self.position_offset = nn.Parameter(torch.zeros_like(positions[0]))
         self.propagator = propagator
         self.detector_shape = tuple(detector_shape)
-        self.propagate_last = propagate_last
+        self.tilt_pivot = tilt_pivot
 
     @property
     def patch_shape(self) -> tuple[int, int]:
@@ -145,17 +154,18 @@ class MultislicePtychography(nn.Module):
     def exit_waves(self, indices: Tensor, transmission: Tensor | None = None) -> Tensor:
         """Exit waves ``[B, O, P, M1, M2]`` at scan positions ``indices [B]``."""
         t = self.object() if transmission is None else transmission
-        corners, frac = split_positions(
-            self.positions[indices] + self.position_offset,
-            self.object.sampling,
-            self.patch_shape,
-        )
-        patches = extract_patches(t, corners, self.patch_shape)
+        positions = self.positions[indices] + self.position_offset
+        if self.tilt_pivot:
+            tilt = self.propagator.tilt
+            tilt = tilt[indices] if self.propagator.per_position_tilt else tilt
+            positions = positions + self.tilt_pivot * torch.tan(tilt)
+        corners, frac = split_positions(positions, self.object.sampling, self.patch_shape)
+        patches = extract_patches(t.transpose(0, 1), corners, self.patch_shape, batch_dim=1)
         probes = fourier_shift(self.probe(), frac)
         props = self.propagator(t.shape[1], indices)
-        return multislice_forward(probes, patches, props, self.propagate_last)
+        return multislice_forward(probes, patches, props)
 
     def forward(self, indices: Tensor) -> Tensor:
         """Model intensities ``[B, n1, n2]`` at scan positions ``indices [B]``."""
-        intensity = farfield_intensity(self.exit_waves(indices))
+        intensity = farfield_intensity(self.exit_waves(indices), self.propagator.mask)
         return crop_center(intensity, self.detector_shape)

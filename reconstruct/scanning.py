@@ -42,16 +42,20 @@ def _flat_indices(
     return (ix[:, :, None] * n2 + iy[:, None, :]).reshape(-1)
 
 
-def extract_patches(obj: Tensor, corners: Tensor, patch_shape: tuple[int, int]) -> Tensor:
-    """Crop ``[B, *lead, M1, M2]`` patches from ``obj [*lead, N1, N2]`` at ``corners [B, 2]``.
+def extract_patches(
+    obj: Tensor, corners: Tensor, patch_shape: tuple[int, int], batch_dim: int = 0
+) -> Tensor:
+    """Crop patches from ``obj [*lead, N1, N2]`` at ``corners [B, 2]``.
 
-    Linear in ``obj`` (real or complex); adjoint: :func:`extract_patches_adjoint`.
+    Returns ``[B, *lead, M1, M2]``, or with ``batch_dim = d`` the batch axis at position ``d``
+    (e.g. ``[S, B, O, M1, M2]`` from ``[S, O, N1, N2]`` with ``d = 1``). Linear in ``obj``
+    (real or complex); adjoint: :func:`extract_patches_adjoint` (for ``batch_dim = 0``).
     """
     lead, object_shape = obj.shape[:-2], tuple(obj.shape[-2:])
     index = _flat_indices(corners, patch_shape, object_shape)
     patches = obj.reshape(*lead, -1).index_select(-1, index)
     patches = patches.reshape(*lead, corners.shape[0], *patch_shape)
-    return patches.movedim(-3, 0)
+    return patches.movedim(-3, batch_dim)
 
 
 def extract_patches_adjoint(

@@ -67,8 +67,10 @@ def _run(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
                           cwd=CONF.parent)
 
 
-def test_default_job_end_to_end(tmp_path):
-    res = _run(tmp_path, "tilts.count=2", "phonons.num_configs=1", "noise=poisson")
+def test_simulate_job_end_to_end(tmp_path):
+    sim = ("task=simulate", "experiment=none", "tilts.count=2", "phonons.num_configs=1",
+           "noise=poisson")
+    res = _run(tmp_path, *sim)
     assert res.returncode == 0, res.stderr[-2000:]
     run = tmp_path / "run"
     summary = json.loads((run / "summary.json").read_text())
@@ -79,7 +81,7 @@ def test_default_job_end_to_end(tmp_path):
     prov = json.loads((run / "provenance.json").read_text())
     assert prov["config"]["noise"]["dose"] == 2e5 and "git_commit" in prov
     assert (run / "dataset.png").stat().st_size > 10_000
-    again = _run(tmp_path, "tilts.count=2", "phonons.num_configs=1", "noise=poisson")
+    again = _run(tmp_path, *sim)
     assert json.loads((run / "summary.json").read_text())["load_or_simulate_s"] < 2.0, again.stderr
 
 

@@ -7,7 +7,12 @@ Species are the atomic numbers; builders may add per-atom arrays (``atoms.arrays
 ensemble (MD snapshots) puts ``atoms.info["snapshots"]`` = ``[S, N, 3]`` positions in Å.
 """
 
+from simulate.models import amorphous as _amorphous  # noqa: F401  (registers builders)
+from simulate.models import coreshell as _coreshell  # noqa: F401
+from simulate.models import decahedron as _decahedron  # noqa: F401
+from simulate.models import grain_boundary as _grain_boundary  # noqa: F401
 from simulate.models import nanoparticles as _nanoparticles  # noqa: F401  (registers builders)
+from simulate.models import slabs as _slabs  # noqa: F401
 from simulate.models.registry import MODELS, SampleConfig, build_model, register_model, schema_for
 
 __all__ = ["MODELS", "SampleConfig", "build_model", "register_model", "schema_for"]

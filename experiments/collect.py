@@ -1,0 +1,117 @@
+"""Collect a Hydra multirun into one results table (CSV and markdown).
+
+Every job directory holds ``metrics.json`` (written by the job) and ``.hydra/overrides.yaml``
+(written by Hydra). One row per job: every override as a column (the swept parameters), then
+the flattened metrics. Works during a multirun (the Hydra callback) and after the fact::
+
+    ptychobench-collect multirun/2026-11-22/10-00-00
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from simulate.atomic import atomic_write
+
+SCORE_COLUMNS = ("status", "rmsd_pm", "rmsd_offset_removed_pm", "tracing_error",
+                 "classification_rate", "tp", "fp", "fn", "fsc_resolution_A",
+                 "seconds_per_iteration")
+HIDDEN = ("job", "progress")
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        elif not isinstance(v, list):
+            out[key] = v
+    return out
+
+
+def _overrides(job_dir: Path) -> dict[str, str]:
+    path = job_dir / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return {}
+    items = yaml.safe_load(path.read_text()) or []
+    return dict(item.lstrip("+~").split("=", 1) for item in items if "=" in item)
+
+
+def collect(sweep_dir: str | Path) -> pd.DataFrame:
+    """One row per job under ``sweep_dir`` that has a ``metrics.json``."""
+    rows = []
+    for path in sorted(Path(sweep_dir).rglob("metrics.json")):
+        record = json.loads(path.read_text())
+        row = {"job": str(path.parent.relative_to(sweep_dir))} | _overrides(path.parent)
+        rows.append(row | {"params": list(_overrides(path.parent))} | _flatten(record))
+    df = pd.DataFrame(rows)
+    if not df.empty:
+        swept = sorted({p for ps in df.pop("params") for p in ps})
+        df.attrs["swept"] = swept
+        front = ["job", *swept]
+        df = df[front + [c for c in df.columns if c not in front]]
+    return df
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, float):
+        return "" if math.isnan(v) else f"{v:.4g}"
+    return str(v)
+
+
+def to_markdown(df: pd.DataFrame, columns: list[str] | None = None) -> str:
+    """A GitHub markdown table of ``columns`` (default: swept parameters + scores)."""
+    swept = [c for c in df.attrs.get("swept", []) if c not in HIDDEN]
+    cols = columns or swept + [c for c in SCORE_COLUMNS if c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(_cell(r[c]) for c in cols) + " |" for _, r in df.iterrows()]
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(df: pd.DataFrame, out_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``results.csv`` and ``results.md`` atomically into ``out_dir``."""
+    out = Path(out_dir)
+    csv = atomic_write(out / "results.csv", lambda p: df.to_csv(p, index=False))
+    md = atomic_write(out / "results.md", lambda p: p.write_text(to_markdown(df)))
+    return csv, md
+
+
+class CollectResults(Callback):
+    """Hydra callback: at the end of a multirun, write and print the results table."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        df = collect(sweep_dir)
+        if df.empty:
+            print(f"no results under {sweep_dir}")
+            return
+        csv, _ = write_tables(df, sweep_dir)
+        print(to_markdown(df))
+        print(f"results: {csv}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``ptychobench-collect SWEEP_DIR``: (re)build the table of an existing multirun."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("sweep_dir", type=Path)
+    args = ap.parse_args(argv)
+    df = collect(args.sweep_dir)
+    if df.empty:
+        raise SystemExit(f"no metrics.json under {args.sweep_dir}")
+    csv, md = write_tables(df, args.sweep_dir)
+    print(md.read_text())
+    print(f"results: {csv}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""The experiment harness: every config group composes, every experiment preset runs at tiny
+size for 2 iterations, multiruns are collected into a table, re-runs resume, failures are
+reported and never scored, invalid combinations fail before compute."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+
+from experiments.collect import collect, to_markdown
+from experiments.schema import register_configs
+from experiments.summary import summary_figure
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+TINY = ["scale=ci", "sample.diameter=6.0", "scan.step=1.6", "tilts.count=2",
+        "phonons.num_configs=1", "algorithm.iterations=2", "progress=false"]
+
+
+def _compose(*overrides: str):
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+@pytest.mark.parametrize("algorithm", sorted(p.stem for p in (CONF / "algorithm").glob("*.yaml")))
+def test_every_algorithm_composes(algorithm):
+    cfg = _compose(f"algorithm={algorithm}")
+    assert cfg.algorithm.name == algorithm
+
+
+def _run(sweep: Path, cache: Path, *overrides: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PTYCHOBENCH_CACHE": str(cache), "MPLBACKEND": "Agg",
+           "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "experiments.cli", f"hydra.sweep.dir={sweep}",
+           f"hydra.run.dir={sweep}/run", *TINY, *overrides]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, cwd=ROOT)
+
+
+def _first_values(experiment: str) -> list[str]:
+    """Override each swept parameter of a preset to its first value (one job per preset; the
+    command line wins over the sweeper's params)."""
+    text = (CONF / "experiment" / f"{experiment}.yaml").read_text()
+    params = (yaml.safe_load(text) or {}).get("hydra", {}).get("sweeper", {}).get("params", {})
+    tiny = {arg.split("=")[0] for arg in TINY}  # keep the tiny sizes (e.g. the scan step)
+    return [f"{k}={str(v).split(',')[0]}" for k, v in params.items() if k not in tiny]
+
+
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")
+                                              if p.stem != "none"))
+def test_every_experiment_preset_runs(experiment, tmp_path, sim_cache):
+    res = _run(tmp_path / "sweep", sim_cache, f"experiment={experiment}",
+               *_first_values(experiment))
+    assert res.returncode == 0, res.stderr[-3000:]
+    df = pd.read_csv(tmp_path / "sweep" / "results.csv")
+    assert len(df) == 1 and df.loc[0, "status"] == "ok"
+    assert 0.0 <= df.loc[0, "tracing_error"] and df.loc[0, "n_true"] > 0
+    job = tmp_path / "sweep" / df.loc[0, "job"]
+    for name in ("metrics.json", "volume.npy", "loss.png", "slab.png", "provenance.json"):
+        assert (job / name).is_file(), name
+
+
+def test_multirun_table_resume_and_summary_figure(tmp_path, sim_cache):
+    sweep = tmp_path / "sweep"
+    res = _run(sweep, sim_cache, "algorithm=mset,resire")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "| mset |" in res.stdout and "| resire |" in res.stdout  # the table is printed
+    df = collect(sweep)
+    assert sorted(df["algorithm"]) == ["mset", "resire"]
+    assert "algorithm" in df.attrs["swept"] and "| mset |" in to_markdown(df)
+    assert (sweep / "results.md").read_text().count("\n") == 4  # header, rule, 2 rows
+    stamps = {p: p.stat().st_mtime_ns for p in sweep.rglob("metrics.json")}
+    again = _run(sweep, sim_cache, "algorithm=mset,resire")
+    assert again.returncode == 0 and "skipped: True" in again.stdout
+    assert {p: p.stat().st_mtime_ns for p in sweep.rglob("metrics.json")} == stamps
+    fig = summary_figure(pd.read_csv(sweep / "results.csv"), "algorithm")
+    assert len(fig.axes) == 3 and fig.axes[0].get_ylabel() == "RMSD (pm)"
+    out = subprocess.run([sys.executable, "-m", "experiments.collect", str(sweep)],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0 and "resire" in out.stdout
+
+
+def test_diverging_reconstruction_is_reported_failed_not_scored(tmp_path, sim_cache):
+    res = _run(tmp_path / "sweep", sim_cache, "experiment=none", "hydra.mode=MULTIRUN",
+               "algorithm.optimizer=sgd", "algorithm.lr=1e12")
+    assert res.returncode == 0, res.stderr[-3000:]
+    record = json.loads(next((tmp_path / "sweep").rglob("metrics.json")).read_text())
+    assert record["status"] == "failed" and "rmsd_pm" not in record
+    assert "diverged" in record["error"] or "NaN" in record["error"]
+
+
+@pytest.mark.parametrize(("overrides", "key"), [
+    (["algorithm=sset", "algorithm.slice_thickness=0.8"], "algorithm.slice_thickness"),
+    (["algorithm=resire", "detector.adf=false"], "detector.adf"),
+    (["algorithm=mset", "+algorithm.momentum=0.9"], "momentum"),
+])
+def test_invalid_combinations_fail_before_compute(tmp_path, overrides, key):
+    res = _run(tmp_path / "sweep", tmp_path / "cache", "experiment=none", *overrides)
+    assert res.returncode != 0 and key in res.stderr
+    assert not (tmp_path / "cache").exists()
