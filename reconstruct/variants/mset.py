@@ -99,7 +99,7 @@ class MultisliceTomography(nn.Module):
         index = torch.tensor([tilt], device=self.volume.device)
         rotated = self.geometry(self.volume, index)[0]  # [Z, X, Y] V
         slices = bin_slices(rotated, self.n_slices, self.voxel)  # [S, X, Y] V Å
-        trans = transmission(slices, self.sigma)[None, None]  # [1, 1, S, X, Y]
+        trans = transmission(slices, self.sigma)[:, None, None]  # [S, 1, 1, X, Y]
         probes = fourier_shift(self.probe(), self.shifts_px[tilt, indices])  # [B, P, X, Y]
         exit_waves = multislice_forward(probes, trans, self.propagator(self.n_slices))
         return crop_center(farfield_intensity(exit_waves), (self.n_pattern, self.n_pattern))
