@@ -50,15 +50,16 @@ class SirtConfig:
 
 
 class LinearTomography(nn.Module):
-    """``forward() -> [T, P]`` model ADF signals of the volume at the scan positions."""
+    """``forward() -> [T, P]`` model ADF signals of the volume at ``coords [T, P, 2]`` (voxel
+    pixel units; default: the scan positions)."""
 
-    def __init__(self, data: TomoData) -> None:
+    def __init__(self, data: TomoData, coords: Tensor | None = None) -> None:
         super().__init__()
         v = data.voxel_size
         self.volume = nn.Parameter(torch.zeros(data.volume_shape, device=data.device))
         self.geometry = TiltSeriesGeometry(data.euler, data.shifts, voxel=(v, v, v),
                                            centre=cell_centre(data.volume_shape))
-        self.register_buffer("coords", data.haadf_positions / v)
+        self.register_buffer("coords", data.haadf_positions / v if coords is None else coords)
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         return {"object": [self.volume], "angles": [self.geometry.angles],
@@ -69,10 +70,33 @@ class LinearTomography(nn.Module):
         return sample_bilinear(proj, self.coords)
 
 
-def _measured(data: TomoData) -> Tensor:
+def _measured(data: TomoData) -> tuple[Tensor, Tensor | None]:
+    """The ADF signals ``[T, P]`` to fit and their coordinates (None: the scan positions).
+
+    A raster coarser than the voxel that tiles the cell is resampled (bilinearly, periodically)
+    onto every voxel column, as one interpolates images to the reconstruction's pixel size
+    before RESIRE: point-sampling the projection at a 2x coarser step would leave every other
+    row and column of the volume unconstrained (a striped null space).
+    """
     if data.haadf is None:
         raise VariantConfigError("detector.adf", False, "true for the linear baselines")
-    return data.haadf.reshape(data.n_tilts, -1)
+    t, v = data.n_tilts, data.voxel_size
+    nx, ny = data.volume_shape[1:]
+    if data.haadf.dim() != 3:
+        return data.haadf.reshape(t, -1), None
+    sx, sy = data.haadf.shape[1:]
+    pos = data.haadf_positions.reshape(t, sx, sy, 2)
+    step = torch.stack([pos[0, min(1, sx - 1), 0, 0] - pos[0, 0, 0, 0],
+                        pos[0, 0, min(1, sy - 1), 1] - pos[0, 0, 0, 1]])
+    tiles = torch.allclose(step * torch.tensor([sx, sy], device=step.device),
+                           torch.tensor([nx * v, ny * v], device=step.device), rtol=1e-4)
+    if not tiles or bool((step <= v * (1 + 1e-6)).all()):
+        return data.haadf.reshape(t, -1), None
+    i, j = torch.meshgrid(torch.arange(nx, device=data.device),
+                          torch.arange(ny, device=data.device), indexing="ij")
+    pix = torch.stack([i, j], -1).reshape(1, -1, 2).float() * v  # [1, nx ny, 2] Å
+    in_scan = ((pix - pos[:, :1, 0]) / step).expand(t, -1, -1)  # scan-pixel units
+    return sample_bilinear(data.haadf, in_scan), (pix / v).expand(t, -1, -1)
 
 
 def _run(model: LinearTomography, loss, lr: float, cfg, constraints, seed: int,
@@ -88,8 +112,8 @@ def _run(model: LinearTomography, loss, lr: float, cfg, constraints, seed: int,
 
 def run_resire(data: TomoData, cfg: ResireConfig, seed: int, progress: bool) -> Reconstruction:
     """RESIRE through the shared loop (plain gradient steps, positivity projection)."""
-    b = _measured(data)
-    model = LinearTomography(data)
+    b, coords = _measured(data)
+    model = LinearTomography(data, coords)
     nz, v = data.volume_shape[0], data.voxel_size
     dt = cfg.step / (data.n_tilts * nz * v**2)
 
@@ -102,8 +126,8 @@ def run_resire(data: TomoData, cfg: ResireConfig, seed: int, progress: bool) -> 
 
 def run_sirt(data: TomoData, cfg: SirtConfig, seed: int, progress: bool) -> Reconstruction:
     """SIRT: the row weights enter the loss, the column weights precondition the gradient."""
-    b = _measured(data)
-    model = LinearTomography(data)
+    b, coords = _measured(data)
+    model = LinearTomography(data, coords)
     ones = torch.ones_like(model.volume, requires_grad=True)
     row = model(ones).detach()  # P 1: [T, P]
     (col,) = torch.autograd.grad(model(ones).sum(), ones)  # P^T 1: [Z, X, Y]
