@@ -72,6 +72,9 @@ class DetectorConfig:
     With ``adf`` the annular (ADF/HAADF) series between ``adf_inner`` and ``adf_outer`` (mrad) is
     recorded from the same exit waves. ``pixelated = False`` records the ADF series only (for
     HAADF tomography, paper 004), which with PRISM makes wide-angle detectors affordable.
+    ``adf_defocus`` (Å, abTEM's sign) records the ADF series in its own scan with that defocus
+    (an ADF tomography series is acquired in focus, ``0``, while 4D-STEM may use -20 nm);
+    None: the same exit waves as the patterns.
     """
 
     pixelated: bool = True
@@ -79,6 +82,7 @@ class DetectorConfig:
     adf: bool = False
     adf_inner: float = 40.0
     adf_outer: float = 200.0
+    adf_defocus: float | None = None
 
 
 @dataclass

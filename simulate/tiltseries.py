@@ -8,6 +8,7 @@ intensities are averaged. Intensities are per incident electron (each probe has 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import abtem
@@ -101,17 +102,28 @@ def _configurations(
     return abtem.FrozenPhonons(tilted, num_configs=ph.num_configs, sigmas=sigmas, seed=seed)
 
 
-def _detectors(cfg: SimulationConfig) -> list:
-    d = cfg.detector
-    out = [abtem.PixelatedDetector(max_angle=d.max_angle)] if d.pixelated else []
-    if d.adf:
-        out.append(abtem.AnnularDetector(d.adf_inner, d.adf_outer))
-    return out
+def _scans(cfg: SimulationConfig) -> list[tuple[MicroscopeConfig, list]]:
+    """(microscope, detectors) of each abTEM scan: one, or two when the ADF series has its own
+    ``detector.adf_defocus``."""
+    d, m = cfg.detector, cfg.microscope
+    pixelated = [abtem.PixelatedDetector(max_angle=d.max_angle)] if d.pixelated else []
+    annular = [abtem.AnnularDetector(d.adf_inner, d.adf_outer)] if d.adf else []
+    if annular and d.adf_defocus is not None and d.adf_defocus != m.defocus:
+        adf_scope = dataclasses.replace(m, defocus=d.adf_defocus)
+        return [s for s in ((m, pixelated), (adf_scope, annular)) if s[1]]
+    return [(m, pixelated + annular)]
 
 
 def _scan(potential: abtem.Potential, cfg: SimulationConfig, positions: FloatArray) -> list:
-    """Run abTEM's multislice or PRISM over ``positions`` and return the computed measurements."""
-    m, scan = cfg.microscope, abtem.CustomScan(positions)
+    """Run abTEM's multislice or PRISM over ``positions``: the computed measurements, patterns
+    first, then ADF."""
+    return [r for m, dets in _scans(cfg) for r in _scan_with(potential, cfg, positions, m, dets)]
+
+
+def _scan_with(potential: abtem.Potential, cfg: SimulationConfig, positions: FloatArray,
+               m: MicroscopeConfig, detectors: list) -> list:
+    """One abTEM scan with microscope ``m`` and ``detectors``."""
+    scan = abtem.CustomScan(positions)
     if cfg.method.name == "prism":
         smatrix = abtem.SMatrix(
             semiangle_cutoff=m.semiangle,
@@ -126,9 +138,9 @@ def _scan(potential: abtem.Potential, cfg: SimulationConfig, positions: FloatArr
             soft=m.soft_aperture,
             aberration_coefficients={"C10": -m.defocus, **dict(m.aberrations)},
         )
-        result = smatrix.scan(scan=scan, detectors=_detectors(cfg), ctf=ctf)
+        result = smatrix.scan(scan=scan, detectors=detectors, ctf=ctf)
     else:
-        result = make_probe(m).scan(potential, scan=scan, detectors=_detectors(cfg))
+        result = make_probe(m).scan(potential, scan=scan, detectors=detectors)
     result = result if isinstance(result, list) else [result]
     return [r.compute(progress_bar=False) for r in result]
 
@@ -197,6 +209,20 @@ def source_blur(data: NDArray, fwhm: float, step: float) -> NDArray:
     return ndimage.gaussian_filter(data, sigma=sig, mode="reflect").astype(data.dtype)
 
 
+def tilt_at_positions(
+    tilt_map: NDArray, step: NDArray, positions: FloatArray, shifts: FloatArray
+) -> FloatArray:
+    """Sample a builder's lateral truth map ``[Mx, My, C]`` (pixel (i, j) centred at
+    ``(i·sx, j·sy)`` Å, periodic) at the scan positions ``[T, P, 2]`` (Å), taken back to the
+    specimen frame by removing each tilt's image shift ``[T, 2]`` (Å). Nearest pixel; returns
+    ``[T, P, C]``. The specimen's lateral frame is that of zero tilt, so this is the truth of
+    single-projection datasets (paper 002) and, for rotated tilts, only of the untilted map."""
+    m = np.asarray(tilt_map)
+    pos = positions - shifts[:, None, :]
+    idx = np.rint(pos / np.asarray(step, dtype=np.float64)).astype(int) % m.shape[:2]
+    return m[idx[..., 0], idx[..., 1]]
+
+
 def simulate_tilt_series(atoms: Atoms, cfg: SimulationConfig, progress: bool = True) -> TiltSeries:
     """Run abTEM over all tilts. See :class:`TiltSeries` for what is returned."""
     cell = np.diag(atoms.cell.array)
@@ -220,6 +246,10 @@ def simulate_tilt_series(atoms: Atoms, cfg: SimulationConfig, progress: bool = T
         for k, v in atoms.info.items()
         if k.startswith("truth_") or k == "snapshots"
     }
+    if "truth_tilt_map" in extra:
+        extra["truth_tilt_at_positions"] = tilt_at_positions(
+            extra["truth_tilt_map"], extra["truth_tilt_map_step"], true_pos, shifts
+        )
     return TiltSeries(
         diffraction=diffraction,
         haadf=haadf,

@@ -62,6 +62,8 @@ def validate_optics(cfg: SimulationConfig, cell: NDArray[np.float64]) -> None:
             raise ConfigError("detector.adf_inner", d.adf_inner, "0 <= adf_inner < adf_outer")
         if d.adf_outer > cutoff:
             raise ConfigError("detector.adf_outer", d.adf_outer, f"an angle in {limit}")
+        if d.adf_defocus is not None and not np.isfinite(d.adf_defocus):
+            raise ConfigError("detector.adf_defocus", d.adf_defocus, "a finite defocus in Å")
 
 
 def validate_scan(cfg: SimulationConfig, cell: NDArray[np.float64]) -> None:

@@ -115,3 +115,25 @@ def test_haadf_rises_with_atomic_number():
     peak = {z: line[np.argmin(np.abs(x - px))] for z, px in ((78, 3.2), (13, 6.4), (8, 9.6))}
     assert peak[78] > 5 * peak[13] > 5 * peak[8] * 0.5
     assert peak[13] > peak[8]
+
+
+def test_adf_recorded_in_focus_while_patterns_keep_their_defocus():
+    """``detector.adf_defocus`` records the ADF line scan in its own (in-focus) scan: its atom
+    peak is sharper than the one recorded with the 4D-STEM probe at -20 nm defocus, and the
+    diffraction patterns are the same as without it."""
+    atoms = Atoms(["Pt"], positions=[(6.4, 6.4, 6.4)], cell=[12.8] * 3, pbc=True)
+    base = tiny_config(
+        detector={"adf": True, "adf_inner": 40.0, "adf_outer": 64.0},
+        tilts={"angles": [0.0]},
+        phonons={"num_configs": 0},
+        scan={"start": [0.0, 6.4], "end": [12.8, 6.8], "step": 0.4},
+    )
+    base["microscope"] = {"defocus": -200.0}
+    same = simulate_tilt_series(atoms, simulation_config(base), progress=False)
+    focus = tiny_config(**{k: v for k, v in base.items() if k in ("tilts", "phonons", "scan")},
+                        detector={**base["detector"], "adf_defocus": 0.0})
+    focus["microscope"] = {"defocus": -200.0}
+    sharp = simulate_tilt_series(atoms, simulation_config(focus), progress=False)
+    np.testing.assert_array_equal(sharp.diffraction, same.diffraction)
+    contrast = [ts.haadf[0].max() / ts.haadf[0].mean() for ts in (sharp, same)]
+    assert contrast[0] > 2 * contrast[1]
