@@ -132,7 +132,7 @@ def run_benchmark(cfg: dict[str, Any], out_dir: Path, device: torch.device) -> d
     variant, params = variant_params(cfg["algorithm"])
     check_requirements(variant, sim)
     prepare(sim)
-    ds = load_dataset(sim, cfg["cache_dir"])
+    ds = load_dataset(sim, cfg["cache_dir"], progress=bool(cfg["progress"]))
     data = tomo_data(ds, noise, device, kinds=(variant.requires,))
     t0, error, rec = time.perf_counter(), None, None
     try:

@@ -30,6 +30,10 @@ def summary_figure(df: pd.DataFrame, x: str, hue: str = "algorithm") -> Figure:
     ok = df[df.get("status", "ok") == "ok"].copy() if "status" in df else df.copy()
     xs = _numeric(ok[x])
     categorical = xs.isna().any()
+    finite = xs[np.isfinite(xs)]
+    infinite = not categorical and np.isinf(xs).any() and len(finite) > 0
+    if infinite:  # e.g. noise.dose = inf: drawn one decade past the largest finite value
+        xs = xs.where(np.isfinite(xs), 10 * finite.max())
     ok["_x"] = ok[x].astype(str) if categorical else xs
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.3))
     groups = ok.groupby(ok[hue] if hue in ok else pd.Series("all", index=ok.index))
@@ -39,9 +43,13 @@ def summary_figure(df: pd.DataFrame, x: str, hue: str = "algorithm") -> Figure:
             ax.plot(group["_x"], _numeric(group[col]) * scale, "o-", label=str(name))
             ax.set_ylabel(label)
             ax.set_xlabel(x)
-    if not categorical and (xs > 0).all() and xs.max() / max(xs.min(), 1e-300) > 50:
+    if not categorical and (xs > 0).all() and xs.max() / max(xs.min(), 1e-300) >= 10:
         for ax in axes:
             ax.set_xscale("log")
+    if infinite:
+        for ax in axes:
+            ticks = sorted(set(xs))
+            ax.set_xticks(ticks, [f"{t:.0e}" for t in ticks[:-1]] + ["∞"], rotation=30)
     axes[0].legend(frameon=False)
     for ax in axes:
         ax.grid(alpha=0.3)

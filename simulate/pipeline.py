@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -66,8 +67,11 @@ def run_simulation(cfg: C.SimulationConfig, progress: bool = True) -> tuple[Tilt
     return simulate_tilt_series(atoms, cfg, progress=progress), atoms
 
 
-def load_dataset(cfg: Mapping[str, Any] | C.SimulationConfig, cache_dir: str | Path) -> Dataset:
-    """The dataset of ``cfg`` from the cache, simulated once if needed. Validates first."""
+def load_dataset(
+    cfg: Mapping[str, Any] | C.SimulationConfig, cache_dir: str | Path, progress: bool = True
+) -> Dataset:
+    """The dataset of ``cfg`` from the cache, simulated once if needed (with a progress bar
+    when ``progress``). Validates first."""
     sim = simulation_config(cfg)
     prepare(sim)
-    return get_dataset(sim, cache_dir, run_simulation)
+    return get_dataset(sim, cache_dir, functools.partial(run_simulation, progress=progress))

@@ -106,3 +106,18 @@ def test_invalid_combinations_fail_before_compute(tmp_path, overrides, key):
     res = _run(tmp_path / "sweep", tmp_path / "cache", "experiment=none", *overrides)
     assert res.returncode != 0 and key in res.stderr
     assert not (tmp_path / "cache").exists()
+
+
+def test_summary_figure_draws_infinite_dose_as_its_own_tick():
+    df = pd.DataFrame({"algorithm": ["mset", "mset", "sset", "sset", "sset"],
+                       "noise.dose": ["inf", "2e5", "inf", "2e5", "2e4"],
+                       "status": ["ok", "ok", "ok", "ok", "failed"],
+                       "rmsd_pm": [6.0, 9.0, 10.0, 11.0, None],
+                       "tracing_error": [0.0, 0.01, 0.02, 0.03, None],
+                       "classification_rate": [1.0, 0.99, 0.98, 0.97, None]})
+    fig = summary_figure(df, "noise.dose")
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and ax.get_xticklabels()[-1].get_text() == "∞"
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert list(lines["mset"].get_xdata()) == [2e5, 2e6]  # inf one decade past 2e5
+    assert list(lines["sset"].get_ydata()) == [11.0, 10.0]  # the failed job is not drawn
