@@ -17,6 +17,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+AXIS_LABELS = {"noise.dose": "dose (e/Å², whole series)", "scan.step": "probe step (Å)",
+               "tilts": "tilt range", "microscope": "microscope", "sample": "sample"}
 PANELS = (("rmsd_pm", "RMSD (pm)", 1.0), ("tracing_error", "tracing error (%)", 100.0),
           ("classification_rate", "classification (%)", 100.0))
 
@@ -42,7 +44,7 @@ def summary_figure(df: pd.DataFrame, x: str, hue: str = "algorithm") -> Figure:
         for ax, (col, label, scale) in zip(axes, PANELS, strict=True):
             ax.plot(group["_x"], _numeric(group[col]) * scale, "o-", label=str(name))
             ax.set_ylabel(label)
-            ax.set_xlabel(x)
+            ax.set_xlabel(AXIS_LABELS.get(x, x))
     if not categorical and (xs > 0).all() and xs.max() / max(xs.min(), 1e-300) >= 10:
         for ax in axes:
             ax.set_xscale("log")
