@@ -91,7 +91,8 @@ def build(case: dict, n_patterns: int, device: str) -> tuple[MultislicePtychogra
     return make(torch.zeros_like(potential)), data
 
 
-def time_ours(case: dict, n_patterns: int, batch: int, iters: int, device: str) -> dict:
+def time_ours(case: dict, n_patterns: int, batch: int, iters: int, device: str,
+              chunk: int | None = None) -> dict:
     model, data = build(case, n_patterns, device)
     settings = {
         "object": GroupSettings(lr=1.0),
@@ -103,11 +104,12 @@ def time_ours(case: dict, n_patterns: int, batch: int, iters: int, device: str) 
         return amplitude_loss(m(idx), data[idx])
 
     batches = index_batches(n_patterns, batch, device=device)
-    optimize(model, loss_fn, batches, settings, n_iter=1, progress=False)  # warm-up
+    optimize(model, loss_fn, batches, settings, n_iter=1, progress=False,
+             chunk_size=chunk)  # warm-up
     if device == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    optimize(model, loss_fn, batches, settings, n_iter=iters, progress=False)
+    optimize(model, loss_fn, batches, settings, n_iter=iters, progress=False, chunk_size=chunk)
     if device == "cuda":
         torch.cuda.synchronize()
     seconds = (time.perf_counter() - start) / iters
@@ -196,6 +198,8 @@ def main() -> None:
     parser.add_argument("--patterns-b", type=int, default=256)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--iters", type=int, default=2)
+    parser.add_argument("--chunk", type=int, default=None,
+                        help="evaluate each batch in chunks of this many patterns (ours)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--repeat", type=int, default=1, help="interleaved repetitions")
     parser.add_argument("--device", default="cpu")
@@ -218,7 +222,7 @@ def report(name: str, args: argparse.Namespace) -> None:
     n = args.patterns_a if name == "a" else args.patterns_b
     ours_ms, ref_ms = [], []
     for _ in range(args.repeat):
-        result = time_ours(case, n, args.batch, args.iters, args.device)
+        result = time_ours(case, n, args.batch, args.iters, args.device, args.chunk)
         ours_ms.append(result["ms_per_pattern"])
         print(
             f"case {name} {case}: ours {result['patterns_per_s']:.1f} patterns/s, "

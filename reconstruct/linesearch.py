@@ -26,11 +26,19 @@ class BacktrackingGD(torch.optim.Optimizer):
                                   "max_backtracks": max_backtracks})
 
     @torch.no_grad()
-    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor:  # type: ignore[override]
+    def step(  # type: ignore[override]
+        self, closure: Callable[..., Tensor] | None = None, loss: float | None = None
+    ) -> Tensor:
+        """One update. ``closure(backward=True)`` evaluates the loss (and, with ``backward``,
+        its gradient); trial points are evaluated with ``backward=False``. ``loss``: the loss
+        at the current parameters when their ``.grad`` already holds its gradient (saves one
+        evaluation)."""
         if closure is None:
             raise ValueError("BacktrackingGD needs a closure")
-        with torch.enable_grad():
-            f0 = float(closure().detach())
+        if loss is None:
+            with torch.enable_grad():
+                loss = float(closure().detach())
+        f0 = float(loss)
         group = self.param_groups[0]
         params = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
         start = [p.detach().clone() for p in params]
@@ -40,8 +48,7 @@ class BacktrackingGD(torch.optim.Optimizer):
         for _ in range(group["max_backtracks"]):
             for p, p0, g in zip(params, start, grads, strict=True):
                 p.copy_(p0 - alpha * g)
-            with torch.enable_grad():
-                f = float(closure().detach())
+            f = float(closure(backward=False).detach())
             if f <= f0 - group["c"] * alpha * g2:
                 group["lr"] = alpha * group["grow"]
                 return torch.tensor(f)

@@ -164,3 +164,34 @@ def test_progress_bar_and_history_timing(capsys):
     history = optimize(model, loss_fn(data), index_batches(16), {"object": {"lr": 10.0}}, 2)
     assert len(history.loss) == 2 and history.seconds > 0
     assert "reconstruct" in capsys.readouterr().err
+
+
+def test_chunked_batches_give_the_same_updates():
+    """Gradients accumulated over chunks of a batch equal the whole batch's: the same run."""
+    runs = []
+    for chunk in (None, 3):
+        model, data = _small_problem()
+        settings = {"object": GroupSettings(lr=1.0), "probe": GroupSettings(lr=1e-4)}
+        hist = optimize(model, loss_fn(data), index_batches(16, batch_size=8), settings, 3,
+                        progress=False, chunk_size=chunk)
+        runs.append((hist.loss, model.object.potential.detach().clone()))
+    assert runs[0][0] == pytest.approx(runs[1][0], rel=1e-5)
+    torch.testing.assert_close(runs[0][1], runs[1][1], rtol=1e-4, atol=1e-4)
+
+
+def test_line_search_reuses_the_batch_gradient_and_tries_without_backward():
+    """Per update: one forward+backward by the loop, then trial points forward only."""
+    model, data = _small_problem()
+    calls = {"forward": 0, "grad": 0}
+
+    def counting(m, idx):
+        calls["forward"] += 1
+        calls["grad"] += torch.is_grad_enabled()
+        return amplitude_loss(m(idx), data[idx])
+
+    hist = optimize(model, counting, index_batches(16),
+                    {"object": GroupSettings(lr=1e-3, optimizer="line_search")}, 4,
+                    progress=False)
+    assert calls["grad"] == 4  # one gradient per update
+    assert calls["forward"] >= 8  # and at least one trial point each
+    assert all(b <= a for a, b in zip(hist.loss, hist.loss[1:], strict=False))
