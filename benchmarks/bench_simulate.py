@@ -27,6 +27,7 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def preset_config(scale: str, sample: str):
+    """The resolved simulation config of ``sample`` at ``scale`` (Hydra composition)."""
     register_configs()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[f"scale={scale}", f"sample={sample}"])
@@ -35,6 +36,7 @@ def preset_config(scale: str, sample: str):
 
 
 def du(path: Path) -> int:
+    """Bytes under ``path``."""
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 

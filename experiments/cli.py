@@ -62,7 +62,8 @@ def simulate_job(cfg: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     ds = load_dataset(sim, cfg["cache_dir"], progress=bool(cfg["progress"]))
     elapsed = time.perf_counter() - t0
-    data = ds.measurements(noise)
+    kind = "diffraction" if ds.has_diffraction else "haadf"  # HAADF-only series (pixelated=false)
+    data = ds.measurements(noise, kind=kind)
     summary = {
         "preset": cfg["preset"],
         "sample": sim.sample.name,
@@ -76,19 +77,25 @@ def simulate_job(cfg: dict[str, Any], out_dir: Path) -> dict[str, Any]:
         "dataset": str(ds.path),
         "cache_key": cache_key(sim),
         "load_or_simulate_s": round(elapsed, 3),
-        "diffraction_shape": list(data.shape),
+        "measurement": kind,
+        f"{kind}_shape": list(data.shape),
         "haadf": ds.has_haadf,
         "device": device,
         "dose": noise.dose,
         "dose_per": noise.per,
-        "mean_counts_per_pattern": float(data.sum((-1, -2)).mean()),
+        "mean_counts_per_pattern": float(data.sum((-1, -2)).mean())
+        if kind == "diffraction"
+        else float(data.mean()),
         "angular_sampling_mrad": ds.meta["angular_sampling_mrad"],
     }
     atomic_write_json(out_dir / "summary.json", summary)
     atomic_write_json(out_dir / "provenance.json", provenance(cfg) | {"dataset_key": ds.key})
     if cfg["output"]["figures"]:
         save_figure(
-            dataset_overview(ds, data, cfg["output"]["n_patterns"]), out_dir / "dataset.png"
+            dataset_overview(
+                ds, data if kind == "diffraction" else None, cfg["output"]["n_patterns"]
+            ),
+            out_dir / "dataset.png",
         )
     return summary
 

@@ -33,10 +33,11 @@ def _model_panel(ax: plt.Axes, pos: np.ndarray, numbers: np.ndarray, axes: tuple
     ax.legend(fontsize=7, loc="upper right")
 
 
-def dataset_overview(ds: Dataset, patterns: np.ndarray, n_patterns: int = 4) -> Figure:
+def dataset_overview(ds: Dataset, patterns: np.ndarray | None, n_patterns: int = 4) -> Figure:
     """Model projections, the HAADF image at the first tilt, and diffraction patterns (log).
 
-    ``patterns`` is the (possibly noisy) ``[T, sx, sy, kx, ky]`` series shown for tilt 0.
+    ``patterns`` is the (possibly noisy) ``[T, sx, sy, kx, ky]`` series shown for tilt 0,
+    or None for an HAADF-only series (the bottom row then shows the first HAADF tilts).
     """
     pos, numbers = ds.array("truth/positions"), ds.array("truth/numbers")
     fig, axs = plt.subplots(2, max(3, n_patterns), figsize=(3.2 * max(3, n_patterns), 6.4))
@@ -49,6 +50,10 @@ def dataset_overview(ds: Dataset, patterns: np.ndarray, n_patterns: int = 4) -> 
         axs[0, 2].set_title(f"ADF, tilt θ = {ds.array('geometry/euler_deg')[0, 1]:.1f}°")
     for ax in axs[0, 3:]:
         ax.axis("off")
+    if patterns is None:
+        _haadf_row(axs[1], ds)
+        fig.tight_layout()
+        return fig
     sx, sy = patterns.shape[1:3]
     picks = np.linspace(0, sx * sy - 1, n_patterns).astype(int)
     kmax = np.asarray(ds.meta["angular_sampling_mrad"]) * np.asarray(patterns.shape[-2:]) / 2
@@ -68,6 +73,17 @@ def dataset_overview(ds: Dataset, patterns: np.ndarray, n_patterns: int = 4) -> 
     axs[1, 0].set_ylabel("ky (mrad)")
     fig.tight_layout()
     return fig
+
+
+def _haadf_row(axs: np.ndarray, ds: Dataset) -> None:
+    """The first HAADF tilt images, one per axis (for series without diffraction)."""
+    haadf, euler = ds.array("measurements/haadf"), ds.array("geometry/euler_deg")
+    for t, ax in enumerate(axs):
+        if t >= len(haadf):
+            ax.axis("off")
+            continue
+        ax.imshow(haadf[t].T, origin="lower", cmap="gray")
+        ax.set_title(f"HAADF, θ = {euler[t, 1]:.1f}°", fontsize=9)
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 120) -> Path:

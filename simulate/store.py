@@ -187,7 +187,7 @@ def write_dataset(
                 "format": FORMAT,
                 "format_version": FORMAT_VERSION,
                 "key": key,
-                "meta": to_plain(_meta(ts, cfg, ts.diffraction.shape[1:3])),
+                "meta": to_plain(_meta(ts, cfg, _scan_shape(ts))),
                 "config": to_plain(cfg),
                 "provenance": provenance(),
             }

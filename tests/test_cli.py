@@ -89,3 +89,18 @@ def test_bad_value_fails_before_compute_with_key(tmp_path):
     res = _run(tmp_path, "scan.step=-1")
     assert res.returncode != 0 and "scan.step" in res.stderr
     assert not (tmp_path / "cache").exists()
+
+
+def test_haadf_only_simulate_job(tmp_path):
+    """A series without a pixelated detector (paper 004's HAADF tomography) stores and reports
+    its ADF images; the counts follow the dose times the fraction the annulus collects."""
+    sim = ("task=simulate", "experiment=none", "tilts.count=2", "phonons.num_configs=1",
+           "noise=poisson", "detector.pixelated=false", "detector.adf=true")
+    res = _run(tmp_path, *sim)
+    assert res.returncode == 0, res.stderr[-2000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["measurement"] == "haadf" and summary["haadf"]
+    assert summary["haadf_shape"] == [2, 8, 8]
+    electrons = 2e5 / 2 * 1.6**2
+    assert 0.0 < summary["mean_counts_per_pattern"] < 0.5 * electrons  # the annulus sees a part
+    assert (tmp_path / "run" / "dataset.png").stat().st_size > 10_000

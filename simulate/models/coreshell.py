@@ -12,9 +12,12 @@ origin ({100} facets, an atom at the centre). The shell fills the cube of edge
 
 No two atoms end up closer than ``min_distance`` Å (default 1.8): shell atoms too close to the
 core are rejected, then shell atoms too close to an earlier shell atom (corundum itself has
-Al-O 1.855 Å, so at the default only the interface is thinned). ``region`` is 0 for the core
-and 1 for the shell. The paper does not give the sizes; its 107 × 107 scan at 0.3 Å covers
-32 Å, so the default is a 15.7 Å (4 a) core with a 5 Å shell (25.7 Å cube) in a 51.2 Å cell.
+Al-O 1.855 Å, so at the default only the interface is thinned). A cube cut from corundum is not
+stoichiometric (its Al and O layers, c/6 apart, cross the faces unevenly: ±10 % in Al/O for a
+20 Å cube), so the outermost atoms of the species in excess are removed until Al:O = 2:3.
+``region`` is 0 for the core and 1 for the shell. The paper does not give the sizes; its
+107 × 107 scan at 0.3 Å covers 32 Å, so the default is a 15.68 Å (4 a) core with a 3 Å shell
+(21.7 Å cube, whose projection at ±45° is 30.7 Å wide) in a 51.2 Å cell.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ class PtAl2O3Config(SampleConfig):
     name: str = "ptal2o3"
     cell: float = 51.2
     core_edge: float = 15.68
-    shell_thickness: float = 5.0
+    shell_thickness: float = 3.0
     shell: str = "corundum"
     min_distance: float = 1.8
     lattice_constant: float = 3.92
@@ -137,6 +140,25 @@ def _check(cfg: PtAl2O3Config) -> None:
         raise ConfigError("sample.shell_thickness", cfg.shell_thickness, "a thickness >= 0 Å")
 
 
+def stoichiometric(
+    sym: NDArray[np.str_], pos: NDArray[np.float64]
+) -> tuple[NDArray[np.str_], NDArray[np.float64]]:
+    """Drop the outermost (largest max |coordinate|) atoms of the species in excess so that
+    n_Al : n_O = 2 : 3 (to one atom); positions in Å about the cube centre."""
+    n_al, n_o = int((sym == "Al").sum()), int((sym == "O").sum())
+    excess, n_drop = (
+        ("Al", n_al - (2 * n_o) // 3) if 3 * n_al > 2 * n_o else ("O", n_o - (3 * n_al) // 2)
+    )
+    if n_drop <= 0:
+        return sym, pos
+    depth = np.abs(pos).max(axis=1)
+    candidates = np.flatnonzero(sym == excess)
+    drop = candidates[np.argsort(-depth[candidates], kind="stable")[:n_drop]]
+    keep = np.ones(len(sym), dtype=bool)
+    keep[drop] = False
+    return sym[keep], pos[keep]
+
+
 @register_model("ptal2o3", PtAl2O3Config)
 def build_ptal2o3(cfg: PtAl2O3Config) -> Atoms:
     """Pt@Al2O3 nanocube centred in its cubic cell; ``arrays['region']`` 0 core, 1 shell."""
@@ -152,7 +174,7 @@ def build_ptal2o3(cfg: PtAl2O3Config) -> Atoms:
         far = cKDTree(core).query(shell)[0] >= cfg.min_distance
         sym, shell = sym[far], shell[far]
         keep = _greedy_thin(shell, cfg.min_distance)
-        sym, shell = sym[keep], shell[keep]
+        sym, shell = stoichiometric(sym[keep], shell[keep])
     else:
         sym, shell = amorphous_points(core, half_in, half_out, cfg, rng)
     symbols = np.concatenate([np.full(len(core), "Pt"), sym])

@@ -8,9 +8,12 @@ along the axis are a/√2 and those across a segment 1.8 % longer. ``p`` sets th
 perpendicular to the axis, ``q`` those parallel to it, ``r`` the depth of the Marks
 re-entrant notches (ASE's definitions).
 
-Paper 004's model has 25,790 atoms; no (p, q, r) gives that number exactly, so the default is
-the Marks decahedron (18, 16, 2) of 25,892 atoms trimmed to the ``n_atoms`` atoms closest to its
-centre (this blunts the two apices; ``n_atoms = 0`` keeps all). The paper rotated the model
+Paper 004's model has 25,790 atoms; no (p, q, r) gives that number exactly (the nearest are
+25,759 and 25,837), so the default is the Marks decahedron (18, 16, 2) of 25,892 atoms trimmed
+to at most ``n_atoms`` atoms by removing whole shells of equal distance from its centre, from
+the outside in (``n_atoms = 0`` keeps all). A shell is a union of symmetry orbits, so the trimmed
+particle keeps the D5h symmetry (five-fold axis, five twin mirror planes); for 25,790 this gives
+25,782 atoms (the next shell boundary, 25,802, would exceed it). The paper rotated the model
 off low-index zone axes; ``euler_*`` (degrees, R = Rz(ψ) Ry(θ) Rx(φ)) do that about the centre.
 Truth: ``truth_fivefold_axis`` = the unit vector of the five-fold axis after rotation.
 """
@@ -58,6 +61,17 @@ def decahedron_points(p: int, q: int, r: int, a: float) -> np.ndarray:
     return pos - pos.mean(axis=0)
 
 
+def trim_shells(pos: np.ndarray, n_atoms: int) -> np.ndarray:
+    """Keep the largest set of whole distance shells (radii equal to 1e-6 Å, from the centre
+    outwards) with at most ``n_atoms`` atoms; ``pos`` ``[N, 3]`` Å about the centre."""
+    r = np.round(np.linalg.norm(pos, axis=1), 6)
+    radii, counts = np.unique(r, return_counts=True)
+    inside = np.cumsum(counts)
+    if inside[0] > n_atoms:
+        raise ConfigError("sample.n_atoms", n_atoms, f">= {inside[0]} (the innermost shell)")
+    return pos[r <= radii[np.searchsorted(inside, n_atoms, side="right") - 1]]
+
+
 @register_model("pt_decahedron", DecahedronConfig)
 def build_pt_decahedron(cfg: DecahedronConfig) -> Atoms:
     """The (trimmed, rotated) decahedron centred in its cubic cell."""
@@ -67,9 +81,7 @@ def build_pt_decahedron(cfg: DecahedronConfig) -> Atoms:
             "sample.n_atoms", cfg.n_atoms, f"0 (all) or at most {len(pos)} for (p, q, r)"
         )
     if cfg.n_atoms:
-        order = np.argsort(np.round(np.linalg.norm(pos, axis=1), 9), kind="stable")
-        pos = pos[np.sort(order[: cfg.n_atoms])]
-        pos -= pos.mean(axis=0)
+        pos = trim_shells(pos, cfg.n_atoms)
     rot = euler_matrix(cfg.euler_phi, cfg.euler_theta, cfg.euler_psi)
     atoms = centred_in_cube(["Pt"] * len(pos), pos @ rot.T, cfg.cell, "sample.cell")
     atoms.info["truth_fivefold_axis"] = rot @ np.array([0.0, 0.0, 1.0])

@@ -16,10 +16,21 @@ ASE ships no Si potential that is both offline and vectorised), and then Langevi
 an MD cell of a TEM specimen); the result is put in a cell with vacuum above and below.
 
 Outputs: ``atoms.positions`` = time-averaged positions, ``atoms.info["snapshots"]`` ``[S, N, 3]``
-(Å), both wrapped into the cell laterally (a snapshot atom near a lateral cell edge may appear
-on the far side: compare positions with the minimum-image convention), ``atoms.arrays['region']``
-= grain (0 or 1), ``truth_boundary_x`` (the x of the two boundaries, Å) and ``truth_md``
-(temperature K, timestep fs, equilibration steps, snapshot interval).
+(Å; the simulator then uses each snapshot as one frozen-phonon configuration), both wrapped
+into the cell laterally (a snapshot atom near a lateral cell edge may appear on the far side:
+compare positions with the minimum-image convention), ``atoms.arrays['region']`` = grain
+(0 or 1), ``truth_boundary_x`` (the x of the two boundaries, Å) and ``truth_md`` (temperature K,
+timestep fs, equilibration steps, snapshot interval, static snapshot index).
+With ``static_snapshot = k >= 0`` the model's positions are snapshot k alone (paper 003's
+dataset without thermal diffuse scattering) and the ensemble is kept as truth only, under
+``truth_snapshots`` (so the simulator does not use it).
+
+Truth voxel grid: the lateral cell (6a × 3a/√2 per period) has an irrational aspect ratio, so no
+cubic voxel tiles it. With ``commensurate_voxel = v > 0`` the bicrystal is strained uniformly
+along x and y (before relaxation and MD) to the nearest whole number of voxels of v Å, and the
+cell length along z is rounded up to a multiple of v; the strain is stored as
+``truth_strain`` ``[2]`` and refused above :data:`MAX_STRAIN` (v = 0.3974 Å gives 0.003 % and
+0.03 % for one period along y).
 """
 
 from __future__ import annotations
@@ -45,6 +56,7 @@ from simulate.models.registry import SampleConfig, register_model
 DIAMOND_BASIS = np.concatenate([FCC_BASIS, FCC_BASIS + 0.25])
 SIGMA9_ANGLE = float(np.degrees(np.arctan(1 / (2 * np.sqrt(2)))))  # 19.47°, half of 38.94°
 # rows: lab x, y, z of the unrotated crystal (right-handed)
+MAX_STRAIN = 0.005
 CRYSTAL_TO_LAB = np.array([[-1, 1, 0] / np.sqrt(2), [0, 0, 1], [1, 1, 0] / np.sqrt(2)])
 
 
@@ -191,7 +203,8 @@ class SiSigma9Config(SampleConfig):
     ``cell`` = cell length along z (Å), the slab centred. Merge threshold ``overlap`` (Å).
     MD: Stillinger-Weber, Langevin at ``temperature`` K, ``timestep`` fs, ``friction`` 1/fs,
     ``n_equilibration`` steps, then ``n_snapshots`` snapshots every ``snapshot_interval``
-    steps (``n_snapshots = 0``: the relaxed static structure only)."""
+    steps (``n_snapshots = 0``: the relaxed static structure only). ``static_snapshot`` (-1 = the
+    ensemble) and ``commensurate_voxel`` (Å, 0 = off) as in the module docstring."""
 
     name: str = "si_sigma9"
     cell: float = 16.0
@@ -207,6 +220,8 @@ class SiSigma9Config(SampleConfig):
     n_equilibration: int = 1000
     n_snapshots: int = 30
     snapshot_interval: int = 50
+    static_snapshot: int = -1
+    commensurate_voxel: float = 0.0
 
 
 def _check(cfg: SiSigma9Config) -> float:
@@ -219,6 +234,12 @@ def _check(cfg: SiSigma9Config) -> float:
         raise ConfigError("sample.n_layers", cfg.n_layers, "an even number (z periodicity)")
     if cfg.n_snapshots < 0:
         raise ConfigError("sample.n_snapshots", cfg.n_snapshots, "an integer >= 0")
+    if not -1 <= cfg.static_snapshot < max(cfg.n_snapshots, 0):
+        raise ConfigError(
+            "sample.static_snapshot", cfg.static_snapshot, f"-1 or an index < {cfg.n_snapshots}"
+        )
+    if cfg.commensurate_voxel < 0:
+        raise ConfigError("sample.commensurate_voxel", cfg.commensurate_voxel, "0 (off) or > 0 Å")
     for key in ("temperature", "timestep", "friction", "lattice_constant", "overlap"):
         if getattr(cfg, key) <= 0:
             raise ConfigError(f"sample.{key}", getattr(cfg, key), "a positive value")
@@ -226,6 +247,23 @@ def _check(cfg: SiSigma9Config) -> float:
     if cfg.cell < lz + 2.0:
         raise ConfigError("sample.cell", cfg.cell, f"a z length >= slab + 2 Å = {lz + 2:.2f}")
     return lz
+
+
+def commensurate(atoms: Atoms, voxel: float) -> NDArray[np.float64]:
+    """Strain ``atoms`` (in place) along x and y to whole numbers of ``voxel`` Å; returns the
+    strain ``[2]``. Refuses strains above :data:`MAX_STRAIN`."""
+    length = atoms.cell.lengths()[:2]
+    strain = np.maximum(np.rint(length / voxel), 1) * voxel / length - 1.0
+    if np.abs(strain).max() > MAX_STRAIN:
+        raise ConfigError(
+            "sample.commensurate_voxel",
+            voxel,
+            f"a voxel that tiles the cell {np.round(length, 4).tolist()} Å to within "
+            f"{100 * MAX_STRAIN} % strain (got {np.round(100 * strain, 3).tolist()} %)",
+        )
+    scale = np.array([1 + strain[0], 1 + strain[1], 1.0])
+    atoms.set_cell(atoms.cell.array * scale[:, None], scale_atoms=True)
+    return strain
 
 
 def relax(atoms: Atoms, fmax: float = 0.01, steps: int = 2000) -> Atoms:
@@ -276,26 +314,45 @@ def build_si_sigma9(cfg: SiSigma9Config) -> Atoms:
 def _build(cfg: SiSigma9Config) -> Atoms:
     """Uncached body of :func:`build_si_sigma9`."""
     lz = _check(cfg)
-    a = cfg.lattice_constant
-    atoms = relax(bicrystal(a, cfg.grain_periods, cfg.ny, cfg.n_layers, cfg.offset, cfg.overlap))
+    v = cfg.commensurate_voxel
+    atoms = bicrystal(
+        cfg.lattice_constant, cfg.grain_periods, cfg.ny, cfg.n_layers, cfg.offset, cfg.overlap
+    )
+    strain = commensurate(atoms, v) if v > 0 else np.zeros(2)
+    atoms = relax(atoms)
     lx, ly = atoms.cell[0, 0], atoms.cell[1, 1]
+    lz_cell = float(np.ceil(cfg.cell / v - 1e-6) * v) if v > 0 else cfg.cell
     if cfg.n_snapshots:
         snaps = run_md(atoms, cfg)
         mean = snaps.mean(axis=0)
     else:
         mean = atoms.get_positions()
         snaps = mean[None]
-    shift = np.array([lx / 4, 0.0, (cfg.cell - lz) / 2])  # boundaries at Lx/4 and 3Lx/4
+    shift = np.array([lx / 4, 0.0, (lz_cell - lz) / 2])  # boundaries at Lx/4 and 3Lx/4
     mean_in = mean + shift
     mean_in[:, :2] = np.mod(mean_in[:, :2], [lx, ly])
     snaps = snaps - mean[None] + mean_in[None]
     snaps[..., :2] = np.mod(snaps[..., :2], [lx, ly])
-    out = Atoms("Si" * len(atoms), positions=mean_in, cell=[lx, ly, cfg.cell], pbc=True)
+    static = cfg.static_snapshot >= 0
+    out = Atoms(
+        "Si" * len(atoms),
+        positions=snaps[cfg.static_snapshot] if static else mean_in,
+        cell=[lx, ly, lz_cell],
+        pbc=True,
+    )
     out.set_array("region", atoms.arrays["region"].astype(np.int64))
     if cfg.n_snapshots:
-        out.info["snapshots"] = snaps
+        out.info["truth_snapshots" if static else "snapshots"] = snaps
     out.info["truth_boundary_x"] = np.array([lx / 4, 3 * lx / 4])
+    out.info["truth_strain"] = strain
     out.info["truth_md"] = np.array(
-        [cfg.temperature, cfg.timestep, cfg.n_equilibration, cfg.snapshot_interval], float
+        [
+            cfg.temperature,
+            cfg.timestep,
+            cfg.n_equilibration,
+            cfg.snapshot_interval,
+            cfg.static_snapshot,
+        ],
+        float,
     )
     return out

@@ -13,6 +13,12 @@ a rotation by the O(θ²) change of the plane spacing and by the tilt of the ato
 (O(θ) along z over the lateral size), which a laterally periodic specimen cannot have. The Cu
 particles are finite and are rotated rigidly about their own centres.
 
+Tilt maps: ``srtio3_gradient`` and ``cu_pair`` store ``truth_tilt_map`` ``[Mx, My, 2]`` (θx, θy in
+mrad, NaN where no atomic column lies within ``MAP_RADIUS`` Å laterally, i.e. vacuum) on a
+lateral grid of ``Mx × My`` pixels centred at ``(i·sx, j·sy)``, ``truth_tilt_map_step`` =
+``[sx, sy]`` Å (about ``MAP_STEP``, dividing the cell); the tilt-series simulator samples it
+at the true scan positions into ``truth_tilt_at_positions`` ``[T, P, 2]``.
+
 Cells: the slabs have the lateral cell ``nx·a × ny·a`` (plus ``2·vacuum_x`` along x for the
 tilt-gradient slab) and ``cell`` Å along z, ``pbc = True``, with the slab centred in z. The Cu
 pair sits in a cubic cell of side ``cell``.
@@ -25,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from ase import Atoms
 from numpy.typing import NDArray
+from scipy.spatial import cKDTree
 
 from simulate.errors import ConfigError
 from simulate.geometry import euler_matrix
@@ -40,6 +47,8 @@ PEROVSKITE = (
     ("O", (0.0, 0.5, 0.5)),
 )
 PROFILES = ("linear", "smooth")
+MAP_STEP = 0.2  # Å, tilt-map pixel (about)
+MAP_RADIUS = 1.5  # Å, a map pixel is crystal if a projected atom lies this close
 DIRECTIONS = ("x", "y")
 
 
@@ -151,6 +160,26 @@ def shear(
     return out
 
 
+def map_grid(extent: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Lateral map grid over ``extent`` = ``[Lx, Ly]`` Å: pixel centres ``[Mx, My, 2]`` (Å) and
+    the step ``[sx, sy]`` (Å), the largest not above :data:`MAP_STEP` that divides the cell."""
+    counts = np.ceil(np.asarray(extent, dtype=np.float64) / MAP_STEP - 1e-9).astype(int)
+    step = np.asarray(extent, dtype=np.float64) / counts
+    xs, ys = (np.arange(counts[k]) * step[k] for k in range(2))
+    return np.stack(np.meshgrid(xs, ys, indexing="ij"), axis=-1), step
+
+
+def footprint(
+    xy: NDArray[np.float64], grid: NDArray[np.float64], extent: NDArray[np.float64]
+) -> NDArray[np.bool_]:
+    """Which map pixels ``grid`` ``[Mx, My, 2]`` (Å) have a projected atom ``xy`` ``[N, 2]``
+    within :data:`MAP_RADIUS` Å (periodic in ``extent`` = ``[Lx, Ly]``)."""
+    box = np.asarray(extent, dtype=np.float64)
+    tree = cKDTree(np.mod(xy, box), boxsize=box)
+    dist = tree.query(np.mod(grid.reshape(-1, 2), box))[0]
+    return (dist <= MAP_RADIUS).reshape(grid.shape[:2])
+
+
 @register_model("srtio3", SrTiO3Config)
 def build_srtio3(cfg: SrTiO3Config) -> Atoms:
     """Uniformly mistilted SrTiO3 [001] slab, laterally periodic (see the module docstring)."""
@@ -196,6 +225,11 @@ def build_srtio3_gradient(cfg: SrTiO3GradientConfig) -> Atoms:
     atoms.wrap()
     xs = cfg.vacuum_x + np.arange(2 * cfg.nx) * a / 2
     atoms.info["truth_tilt_profile"] = np.column_stack([xs, tilt_profile(cfg, xs)])
+    extent = np.array([lx, cfg.ny * a])
+    grid, step = map_grid(extent)
+    tilt = tilt_profile(cfg, grid[..., 0].ravel()).reshape(*grid.shape[:2], 2)
+    tilt[~footprint(atoms.positions[:, :2], grid, extent)] = np.nan
+    atoms.info["truth_tilt_map"], atoms.info["truth_tilt_map_step"] = tilt, step
     return atoms
 
 
@@ -251,4 +285,10 @@ def build_cu_pair(cfg: CuPairConfig) -> Atoms:
     atoms = Atoms(symbols=["Cu"] * len(pos), positions=pos, cell=[cfg.cell] * 3, pbc=True)
     atoms.set_array("region", np.repeat([0, 1], [len(p) for p in parts]).astype(np.int64))
     atoms.info["truth_tilt_regions"] = np.array(rows, dtype=np.float64)
+    extent = np.array([cfg.cell, cfg.cell])
+    grid, step = map_grid(extent)
+    tilt = np.full((*grid.shape[:2], 2), np.nan)
+    for k, part in enumerate(parts):  # footprints overlap only if gap < 3 Å: the second wins
+        tilt[footprint(part[:, :2], grid, extent)] = rows[k][:2]
+    atoms.info["truth_tilt_map"], atoms.info["truth_tilt_map_step"] = tilt, step
     return atoms
