@@ -6,6 +6,8 @@ Shapes: ``B`` scan positions in a batch, ``O`` object states, ``P`` probe modes,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 
@@ -15,21 +17,27 @@ from .scanning import extract_patches, fourier_shift, split_positions
 
 
 def multislice_forward(
-    probes: Tensor, transmission: Tensor, propagators: Tensor, propagate_last: bool = False
+    probes: Tensor,
+    transmission: Tensor | Sequence[Tensor],
+    propagators: Tensor,
+    propagate_last: bool = False,
 ) -> Tensor:
     """Exit waves of the multislice recursion ``psi <- P_s (t_s psi)``.
 
     Args:
         probes: incident waves ``[B, P, M1, M2]`` (or ``[1, P, M1, M2]``), complex.
         transmission: slice transmissions ``[S, B, O, M1, M2]`` complex (slice-major, so each
-            slice is one contiguous block: see ``extract_patches(..., batch_dim=1)``).
+            slice is one contiguous block: see ``extract_patches(..., batch_dim=1)``), or a
+            sequence of ``S`` tensors ``[B, O, M1, M2]`` (patches extracted slice by slice,
+            whose gradients then never have to be stacked into one ``[S, B, ...]`` block).
         propagators: ``[S', M1, M2]`` or per position ``[B, S', M1, M2]``, with ``S' = S``
             (entry ``s`` follows slice ``s``; the last one is used only if ``propagate_last``)
             or ``S' = S - 1``.
     Returns:
         exit waves ``[B, O, P, M1, M2]`` complex.
     """
-    slices = transmission.unbind(0)  # one UnbindBackward, not S SelectBackwards
+    # one UnbindBackward, not S SelectBackwards
+    slices = transmission.unbind(0) if isinstance(transmission, Tensor) else tuple(transmission)
     steps = propagators.unbind(-3)
     batched = propagators.dim() == 4
     psi = probes[:, None]
@@ -160,7 +168,8 @@ class MultislicePtychography(nn.Module):
             tilt = tilt[indices] if self.propagator.per_position_tilt else tilt
             positions = positions + self.tilt_pivot * torch.tan(tilt)
         corners, frac = split_positions(positions, self.object.sampling, self.patch_shape)
-        patches = extract_patches(t.transpose(0, 1), corners, self.patch_shape, batch_dim=1)
+        # slice by slice: each slice's gradient scatters straight into its object slice
+        patches = [extract_patches(ts, corners, self.patch_shape) for ts in t.unbind(1)]
         probes = fourier_shift(self.probe(), frac)
         props = self.propagator(t.shape[1], indices)
         return multislice_forward(probes, patches, props)

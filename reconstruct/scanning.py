@@ -42,19 +42,85 @@ def _flat_indices(
     return (ix[:, :, None] * n2 + iy[:, None, :]).reshape(-1)
 
 
+def _gather(obj: Tensor, corners: Tensor, patch_shape: tuple[int, int]) -> Tensor:
+    """Patches ``[*lead, B, M1, M2]`` of ``obj [*lead, N1, N2]``, wrapped periodically.
+
+    The object is padded circularly by ``M - 1`` and viewed as all its ``M1 x M2`` windows
+    (``unfold``, no copy); advanced indexing then copies whole rows of the chosen windows, about
+    10x faster on CPU than a complex ``index_select`` of every pixel.
+    """
+    (m1, m2), (n1, n2) = patch_shape, obj.shape[-2:]
+    if m1 > n1 or m2 > n2:  # a patch wider than the object wraps more than once
+        index = _flat_indices(corners, patch_shape, (n1, n2))
+        lead = obj.shape[:-2]
+        return obj.reshape(*lead, -1).index_select(-1, index).reshape(*lead, -1, m1, m2)
+    padded = torch.cat([obj, obj[..., : m1 - 1, :]], dim=-2)
+    padded = torch.cat([padded, padded[..., : m2 - 1]], dim=-1)
+    windows = padded.unfold(-2, m1, 1).unfold(-2, m2, 1)  # [*lead, N1, N2, M1, M2] view
+    return windows[..., corners[:, 0] % n1, corners[:, 1] % n2, :, :]
+
+
+def _scatter(patches: Tensor, corners: Tensor, object_shape: tuple[int, int]) -> Tensor:
+    """Adjoint of :func:`_gather`: add ``[*lead, B, M1, M2]`` into a zero ``[*lead, N1, N2]``."""
+    lead, patch_shape = patches.shape[:-3], tuple(patches.shape[-2:])
+    index = _flat_indices(corners, patch_shape, object_shape)
+    out = torch.zeros(
+        *lead, object_shape[0] * object_shape[1], dtype=patches.dtype, device=patches.device
+    )
+    return out.index_add(-1, index, patches.reshape(*lead, -1)).reshape(*lead, *object_shape)
+
+
+class _Patches(torch.autograd.Function):
+    """Differentiable :func:`_gather` whose backward is :func:`_scatter` (a complex
+    ``index_add``: the autograd backward of the unfolded view would be ``as_strided``'s, which
+    is orders of magnitude slower)."""
+
+    @staticmethod
+    def forward(obj: Tensor, corners: Tensor, patch_shape: tuple[int, int]) -> Tensor:
+        return _gather(obj, corners, patch_shape)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:  # noqa: ANN001
+        obj, corners, _ = inputs
+        ctx.save_for_backward(corners)
+        ctx.object_shape = tuple(obj.shape[-2:])
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # noqa: ANN001
+        (corners,) = ctx.saved_tensors
+        return _Scatter.apply(grad, corners, ctx.object_shape), None, None
+
+
+class _Scatter(torch.autograd.Function):
+    """Differentiable :func:`_scatter` (its backward is the gather), so that the patch
+    extraction is twice differentiable."""
+
+    @staticmethod
+    def forward(patches: Tensor, corners: Tensor, object_shape: tuple[int, int]) -> Tensor:
+        return _scatter(patches, corners, object_shape)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:  # noqa: ANN001
+        _, corners, _ = inputs
+        ctx.save_for_backward(corners)
+        ctx.patch_shape = tuple(inputs[0].shape[-2:])
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # noqa: ANN001
+        (corners,) = ctx.saved_tensors
+        return _Patches.apply(grad, corners, ctx.patch_shape), None, None
+
+
 def extract_patches(
     obj: Tensor, corners: Tensor, patch_shape: tuple[int, int], batch_dim: int = 0
 ) -> Tensor:
-    """Crop patches from ``obj [*lead, N1, N2]`` at ``corners [B, 2]``.
+    """Crop patches from ``obj [*lead, N1, N2]`` at ``corners [B, 2]`` (periodic wrap-around).
 
     Returns ``[B, *lead, M1, M2]``, or with ``batch_dim = d`` the batch axis at position ``d``
     (e.g. ``[S, B, O, M1, M2]`` from ``[S, O, N1, N2]`` with ``d = 1``). Linear in ``obj``
     (real or complex); adjoint: :func:`extract_patches_adjoint` (for ``batch_dim = 0``).
     """
-    lead, object_shape = obj.shape[:-2], tuple(obj.shape[-2:])
-    index = _flat_indices(corners, patch_shape, object_shape)
-    patches = obj.reshape(*lead, -1).index_select(-1, index)
-    patches = patches.reshape(*lead, corners.shape[0], *patch_shape)
+    patches = _Patches.apply(obj, corners, tuple(patch_shape))
     return patches.movedim(-3, batch_dim)
 
 
@@ -62,14 +128,7 @@ def extract_patches_adjoint(
     patches: Tensor, corners: Tensor, object_shape: tuple[int, int]
 ) -> Tensor:
     """Adjoint of :func:`extract_patches`: scatter-add ``[B, *lead, M1, M2]`` into the object."""
-    patch_shape = tuple(patches.shape[-2:])
-    lead = patches.shape[1:-2]
-    index = _flat_indices(corners, patch_shape, object_shape)
-    values = patches.movedim(0, -3).reshape(*lead, -1)
-    out = torch.zeros(
-        *lead, object_shape[0] * object_shape[1], dtype=patches.dtype, device=patches.device
-    )
-    return out.index_add(-1, index, values).reshape(*lead, *object_shape)
+    return _Scatter.apply(patches.movedim(0, -3), corners, tuple(object_shape))
 
 
 def fourier_shift_ramp(shifts: Tensor, shape: tuple[int, int]) -> Tensor:

@@ -57,6 +57,19 @@ def test_patch_extraction_adjoint(dtype):
     )
 
 
+@pytest.mark.parametrize("patch", [(4, 5), (11, 3)])
+def test_extract_patches_are_periodic_crops(patch):
+    """Each patch equals the object rolled to its corner and cropped (wrap-around at every
+    edge, corners negative or beyond the object; a patch taller than the object wraps twice)."""
+    obj = randn(2, 9, 7, dtype=torch.complex64)
+    corners = torch.tensor([[0, 0], [7, 5], [-3, 2], [12, -9], [4, 3]])
+    got = extract_patches(obj, corners, patch)
+    for b, (c0, c1) in enumerate(corners.tolist()):
+        rows = torch.arange(c0, c0 + patch[0]) % 9
+        cols = torch.arange(c1, c1 + patch[1]) % 7
+        assert torch.equal(got[b], obj[:, rows][:, :, cols])
+
+
 def test_binning_adjoint():
     x, y = randn(2, 12, 4, 5), randn(2, 4, 4, 5, seed=1)
     assert_adjoint(lambda v: bin_slices(v, 4, 0.7), lambda s: bin_slices_adjoint(s, 12, 0.7), x, y)

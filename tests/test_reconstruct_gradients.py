@@ -89,6 +89,12 @@ def test_fourier_shift_wrt_wave_and_positions():
 def test_extract_patches_wrt_object():
     corners = torch.tensor([[0, 0], [5, 7], [-2, 3]])
     check(lambda o: extract_patches(o, corners, (4, 4)), rand(2, 8, 8, dtype=C128))
+    # twice differentiable (the backward scatter is itself differentiable), also when a patch
+    # is wider than the object and wraps more than once
+    for shape in ((4, 4), (10, 3)):
+        assert torch.autograd.gradgradcheck(
+            lambda o, sh=shape: extract_patches(o, corners, sh), (rand(2, 8, 8, dtype=C128),)
+        )
 
 
 def test_multislice_forward_and_detection():
