@@ -70,7 +70,17 @@ def _scatter(patches: Tensor, corners: Tensor, object_shape: tuple[int, int]) ->
     return out.index_add(-1, index, patches.reshape(*lead, -1)).reshape(*lead, *object_shape)
 
 
-class _Patches(torch.autograd.Function):
+class _CornerOp(torch.autograd.Function):
+    """A linear patch operator at integer ``corners``; its backward is the partner operator,
+    which needs the corners and the trailing shape of this operator's input."""
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:  # noqa: ANN001
+        ctx.save_for_backward(inputs[1])
+        ctx.shape = tuple(inputs[0].shape[-2:])
+
+
+class _Patches(_CornerOp):
     """Differentiable :func:`_gather` whose backward is :func:`_scatter` (a complex
     ``index_add``: the autograd backward of the unfolded view would be ``as_strided``'s, which
     is orders of magnitude slower)."""
@@ -80,35 +90,21 @@ class _Patches(torch.autograd.Function):
         return _gather(obj, corners, patch_shape)
 
     @staticmethod
-    def setup_context(ctx, inputs, output) -> None:  # noqa: ANN001
-        obj, corners, _ = inputs
-        ctx.save_for_backward(corners)
-        ctx.object_shape = tuple(obj.shape[-2:])
-
-    @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # noqa: ANN001
-        (corners,) = ctx.saved_tensors
-        return _Scatter.apply(grad, corners, ctx.object_shape), None, None
+        return _Scatter.apply(grad, ctx.saved_tensors[0], ctx.shape), None, None
 
 
-class _Scatter(torch.autograd.Function):
-    """Differentiable :func:`_scatter` (its backward is the gather), so that the patch
-    extraction is twice differentiable."""
+class _Scatter(_CornerOp):
+    """Differentiable :func:`_scatter` (its backward is the gather): the patch extraction is
+    twice differentiable."""
 
     @staticmethod
     def forward(patches: Tensor, corners: Tensor, object_shape: tuple[int, int]) -> Tensor:
         return _scatter(patches, corners, object_shape)
 
     @staticmethod
-    def setup_context(ctx, inputs, output) -> None:  # noqa: ANN001
-        _, corners, _ = inputs
-        ctx.save_for_backward(corners)
-        ctx.patch_shape = tuple(inputs[0].shape[-2:])
-
-    @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # noqa: ANN001
-        (corners,) = ctx.saved_tensors
-        return _Patches.apply(grad, corners, ctx.patch_shape), None, None
+        return _Patches.apply(grad, ctx.saved_tensors[0], ctx.shape), None, None
 
 
 def extract_patches(
