@@ -65,13 +65,19 @@ def _blobs(n: int) -> torch.Tensor:
     return vol
 
 
-def test_mset_recovers_its_own_forward_model():
+def _self_consistent_data() -> tuple[TomoData, torch.Tensor]:
+    """Tiny data made by MSET's own forward model from two Gaussian blobs, and the blobs."""
     data, truth = _tiny_data(), _blobs(16)
     model = MultisliceTomography(data, 16, 16)
     with torch.no_grad():
         model.volume.copy_(truth)
         data.patterns = torch.stack([model(t, torch.arange(len(data.positions[0])))
                                      for t in range(3)])
+    return data, truth
+
+
+def test_mset_recovers_its_own_forward_model():
+    data, truth = _self_consistent_data()
     variant, cfg = variant_params({"name": "mset", "iterations": 25, "lr": 1.0})
     rec = variant.run(data, cfg, 0, False)
     assert rec.history.loss[-1] < 0.05 * rec.history.loss[0]
@@ -82,12 +88,7 @@ def test_mset_recovers_its_own_forward_model():
 def test_mset_chunks_give_the_same_reconstruction():
     """``chunk_size`` only changes how a batch is evaluated: same line-search steps, same
     volume (to float32 summation order)."""
-    data, truth = _tiny_data(), _blobs(16)
-    model = MultisliceTomography(data, 16, 16)
-    with torch.no_grad():
-        model.volume.copy_(truth)
-        data.patterns = torch.stack([model(t, torch.arange(len(data.positions[0])))
-                                     for t in range(3)])
+    data, truth = _self_consistent_data()
     volumes = []
     for chunk in (None, 7):
         variant, cfg = variant_params({"name": "mset", "iterations": 3, "lr": 1.0,
