@@ -45,13 +45,17 @@ def summary_figure(df: pd.DataFrame, x: str, hue: str = "algorithm") -> Figure:
             ax.plot(group["_x"], _numeric(group[col]) * scale, "o-", label=str(name))
             ax.set_ylabel(label)
             ax.set_xlabel(AXIS_LABELS.get(x, x))
-    if not categorical and (xs > 0).all() and xs.max() / max(xs.min(), 1e-300) >= 10:
+    log = not categorical and (xs > 0).all() and xs.max() / max(xs.min(), 1e-300) >= 10
+    if log or infinite:  # ticks at the swept values only (log minor labels would overlap)
+        ticks = sorted(set(xs))
+        labels = [f"{t:.0e}" for t in ticks]
+        if infinite:
+            labels[-1] = "∞"
         for ax in axes:
-            ax.set_xscale("log")
-    if infinite:
-        for ax in axes:
-            ticks = sorted(set(xs))
-            ax.set_xticks(ticks, [f"{t:.0e}" for t in ticks[:-1]] + ["∞"], rotation=30)
+            if log:
+                ax.set_xscale("log")
+                ax.minorticks_off()
+            ax.set_xticks(ticks, labels, rotation=30)
     axes[0].legend(frameon=False)
     for ax in axes:
         ax.grid(alpha=0.3)
