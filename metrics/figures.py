@@ -125,16 +125,22 @@ def plot_fsc(
     path: PathLike = None,
 ) -> Figure:
     """FSC / FRC curves against spatial frequency (1/Å) with threshold curves (paper 000
-    Fig. 3d). The threshold curves are those of the first curve's shells."""
+    Fig. 3d). The threshold curves are those of the first curve's shells; each curve's legend
+    gives its resolution (Å) at the first crossing of ``thresholds[0]`` (CONVENTIONS.md: 0.5
+    against the true potential, half-bit between half-sets)."""
     cs = [curves] if isinstance(curves, FourierCorrelation) else list(curves)
     if not cs:
         raise ValueError("curves must hold at least one FourierCorrelation, got none")
+    if not thresholds:
+        raise ValueError("thresholds must name at least one threshold, got none")
+    lead = thresholds[0]
+    lead_name = lead.replace("_", "-") if isinstance(lead, str) else f"{lead:g}"
     names = list(labels) if labels is not None else [f"curve {i}" for i in range(len(cs))]
     fig = Figure(figsize=(4.4, 3.0))
     ax = fig.add_subplot()
     for c, name in zip(cs, names, strict=True):
         ax.plot(c.frequency[1:], c.correlation[1:], lw=1.5,
-                label=f"{name} ({c.resolution('half_bit'):.2f} Å half-bit)")
+                label=f"{name} ({c.resolution(lead):.2f} Å at {lead_name})")
     ref = cs[0]
     for thr, style in zip(thresholds, ("--", ":", "-."), strict=False):
         y = ref._threshold(thr)

@@ -48,6 +48,14 @@ def test_histogram_fsc_and_scatter_save(tmp_path: Path) -> None:
     fsc = fourier_shell_correlation(vol, vol + rng.normal(size=vol.shape), 0.5)
     fig = plot_fsc([fsc], ["halves"], path=tmp_path / "fsc.png")
     assert len(fig.axes[0].get_lines()) == 4  # curve + three thresholds
+    assert _legend_texts(fig)[0] == f"halves ({fsc.resolution('half_bit'):.2f} Å at half-bit)"
+    # against the truth the legend must quote the 0.5 crossing that metrics.json reports
+    blur = np.fft.ifftn(np.fft.fftn(vol) * np.exp(-40 * sum(
+        np.meshgrid(*[np.fft.fftfreq(16) ** 2] * 3, indexing="ij")))).real
+    fsc = fourier_shell_correlation(vol, blur + 0.1 * rng.normal(size=vol.shape), 0.5)
+    fig = plot_fsc(fsc, ["truth"], (0.5,))
+    assert fsc.resolution(0.5) != fsc.resolution("half_bit")
+    assert _legend_texts(fig)[0] == f"truth ({fsc.resolution(0.5):.2f} Å at 0.5)"
     com = rng.normal(0, 0.1, (10, 4, 2))
     fig = plot_column_scatter(com, rng.normal(0, 0.1, (30, 4, 2)), path=tmp_path / "com.png")
     assert len(fig.axes) == 4
