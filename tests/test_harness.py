@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -86,6 +87,27 @@ def test_multirun_table_resume_and_summary_figure(tmp_path, sim_cache):
     out = subprocess.run([sys.executable, "-m", "experiments.collect", str(sweep)],
                          capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0 and "resire" in out.stdout
+
+
+def test_collect_names_the_recall_per_species(tmp_path):
+    """Per-species recall columns are named by element symbol (Z = 8 is O, 56 is Ba), and a
+    failed job (no scores) leaves its recall empty."""
+    for alg, o, ba in (("mset", 37, 54), ("sset", 27, 54), ("resire", None, None)):
+        job = tmp_path / f"algorithm={alg}"
+        (job / ".hydra").mkdir(parents=True)
+        (job / ".hydra" / "overrides.yaml").write_text(f"- algorithm={alg}\n")
+        record = {"status": "failed" if o is None else "ok"}
+        if o is not None:
+            record["scores"] = {"per_species": {
+                "8": {"n_correct": o, "n_true": 41, "recall": o / 41},
+                "56": {"n_correct": ba, "n_true": 54, "recall": ba / 54}}}
+        (job / "metrics.json").write_text(json.dumps(record))
+    df = collect(tmp_path).set_index("algorithm")
+    assert df.loc["mset", "recall_O"] == pytest.approx(37 / 41)
+    assert df.loc["sset", "recall_Ba"] == pytest.approx(1.0)
+    assert np.isnan(df.loc["resire", "recall_O"])
+    md = to_markdown(collect(tmp_path))
+    assert "recall_Ba | recall_O |" in md and "| mset | ok | 1 | 0.9024 |" in md
 
 
 def test_diverging_reconstruction_is_reported_failed_not_scored(tmp_path, sim_cache):
