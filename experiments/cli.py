@@ -14,9 +14,9 @@ from omegaconf import DictConfig, OmegaConf
 from experiments.figures import dataset_overview, save_figure
 from experiments.job import run_benchmark
 from experiments.schema import DEVICES, TASKS, register_configs
-from simulate.atomic import atomic_write_json
 from simulate.config import NoiseConfig
 from simulate.errors import ConfigError
+from simulate.fileio import atomic_write_json
 from simulate.pipeline import SECTIONS, load_dataset, prepare, simulation_config
 from simulate.provenance import provenance
 from simulate.store import cache_key

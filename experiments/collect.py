@@ -22,7 +22,7 @@ from ase.data import chemical_symbols
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from simulate.atomic import atomic_write
+from simulate.fileio import atomic_write
 
 SCORE_COLUMNS = ("status", "rmsd_pm", "rmsd_offset_removed_pm", "tracing_error",
                  "classification_rate", "tp", "fp", "fn", "fsc_resolution_A",

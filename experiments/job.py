@@ -23,9 +23,9 @@ from metrics import fourier_shell_correlation
 from metrics.figures import plot_fsc, plot_intensity_histogram, plot_slab_overlay
 from reconstruct.loop import DivergenceError
 from reconstruct.variants.base import TomoData, Variant, VariantConfigError, variant_params
-from simulate.atomic import atomic_write, atomic_write_json
 from simulate.config import NoiseConfig, SimulationConfig
 from simulate.errors import ConfigError
+from simulate.fileio import atomic_write, atomic_write_json
 from simulate.noise import electrons_per_position
 from simulate.pipeline import SECTIONS, load_dataset, prepare, simulation_config
 from simulate.provenance import provenance

@@ -21,7 +21,7 @@ import numpy as np
 from experiments.collect import collect, write_tables
 from experiments.job import score_figures, score_or_fail
 from experiments.scoring import ScoringConfig
-from simulate.atomic import atomic_write_json
+from simulate.fileio import atomic_write_json
 from simulate.pipeline import SECTIONS, load_dataset, simulation_config
 
 SCORE_KEYS = ("status", "error", "rmsd_pm", "rmsd_offset_removed_pm", "tracing_error",

@@ -17,8 +17,8 @@ import yaml
 from hydra import compose, initialize_config_dir
 
 from experiments.collect import collect, to_markdown
+from experiments.figures import summary_figure
 from experiments.schema import register_configs
-from experiments.summary import summary_figure
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
