@@ -60,7 +60,7 @@ def simulate_job(cfg: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     device = resolve_device(cfg["device"]["name"])
     atoms = prepare(sim)
     t0 = time.perf_counter()
-    ds = load_dataset(sim, cfg["cache_dir"], progress=bool(cfg["progress"]))
+    ds = load_dataset(sim, cfg["cache_dir"], progress=bool(cfg["progress"]), atoms=atoms)
     elapsed = time.perf_counter() - t0
     kind = "diffraction" if ds.has_diffraction else "haadf"  # HAADF-only series (pixelated=false)
     data = ds.measurements(noise, kind=kind)

@@ -12,23 +12,18 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import yaml
-from ase.data import chemical_symbols
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from experiments.scoring import table_columns
 from simulate.fileio import atomic_write
 
-SCORE_COLUMNS = ("status", "rmsd_pm", "rmsd_offset_removed_pm", "tracing_error",
-                 "classification_rate", "tp", "fp", "fn", "fsc_resolution_A",
-                 "seconds_per_iteration")
 HIDDEN = ("job", "progress")
-_RECALL = re.compile(r"scores\.per_species\.(\d+)\.recall")
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -63,9 +58,6 @@ def collect(sweep_dir: str | Path) -> pd.DataFrame:
         df.attrs["swept"] = swept
         front = ["job", *swept]
         df = df[front + [c for c in df.columns if c not in front]]
-        for col in sorted(df.columns):
-            if m := _RECALL.fullmatch(col):  # e.g. recall_O: O atoms found / O atoms present
-                df[f"recall_{chemical_symbols[int(m[1])]}"] = df[col]
     return df
 
 
@@ -76,11 +68,11 @@ def _cell(v: Any) -> str:
 
 
 def to_markdown(df: pd.DataFrame, columns: list[str] | None = None) -> str:
-    """A GitHub markdown table of ``columns`` (default: swept parameters, scores, and the recall
-    per species, ``recall_<symbol>``: atoms matched and classified correctly / atoms present)."""
+    """A GitHub markdown table of ``columns`` (default: the swept parameters, then the headline
+    columns of every scorer that scored some job, :func:`experiments.scoring.table_columns`,
+    e.g. RMSD, ``recall_<symbol>`` per species, tilt or alignment errors)."""
     swept = [c for c in df.attrs.get("swept", []) if c not in HIDDEN]
-    recall = [c for c in df.columns if c.startswith("recall_")]
-    cols = columns or swept + [c for c in SCORE_COLUMNS if c in df.columns] + recall
+    cols = columns or swept + table_columns(df.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(_cell(r[c]) for c in cols) + " |" for _, r in df.iterrows()]
     return "\n".join(lines) + "\n"

@@ -1,11 +1,12 @@
 """Re-score finished jobs with other tracing/classification settings, without reconstructing.
 
-``ptychobench-rescore SWEEP_DIR [--set key=value ...]`` reads every job's ``volume.npy`` and
-``provenance.json`` under ``SWEEP_DIR``, loads the (cached) dataset's ground truth, scores the
-volume again with the job's ``scoring`` config updated by ``--set`` (keys of
-:class:`experiments.scoring.ScoringConfig`), rewrites ``metrics.json`` (atomically, keeping the
-run's timings and loss, recording the new scoring settings) and the figures, then rebuilds the
-results table. Failed jobs stay failed.
+``ptychobench-rescore SWEEP_DIR [--set key=value ...]`` reads every job's estimates
+(``estimates.npz``, ``volume.npy``) and ``provenance.json`` under ``SWEEP_DIR``, loads the
+(cached) dataset's ground truth, runs every applicable scorer again with the job's ``scoring``
+config updated by ``--set`` (keys of :class:`experiments.scoring.ScoringConfig`), rewrites
+``metrics.json`` (atomically, replacing the keys the scorers wrote, keeping the run's timings and
+loss, recording the new scoring settings) and the figures, then rebuilds the results table.
+Failed jobs stay failed.
 """
 
 from __future__ import annotations
@@ -16,16 +17,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from experiments.collect import collect, write_tables
-from experiments.job import score_figures, score_or_fail
-from experiments.scoring import ScoringConfig
+from experiments.scoring import ScoringConfig, Truth, public, score_figures, score_or_fail
+from reconstruct.result import load_estimates
 from simulate.fileio import atomic_write_json
 from simulate.pipeline import SECTIONS, load_dataset, simulation_config
-
-SCORE_KEYS = ("status", "error", "rmsd_pm", "rmsd_offset_removed_pm", "tracing_error",
-              "classification_rate", "tp", "fp", "fn", "n_true", "scores", "fsc_resolution_A")
 
 
 def parse_settings(items: list[str]) -> dict[str, Any]:
@@ -43,7 +39,8 @@ def parse_settings(items: list[str]) -> dict[str, Any]:
 def rescore_job(job_dir: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
     """Re-score one job directory in place; returns the new record (None if not a job)."""
     metrics, prov = job_dir / "metrics.json", job_dir / "provenance.json"
-    if not (metrics.is_file() and prov.is_file() and (job_dir / "volume.npy").is_file()):
+    estimates = load_estimates(job_dir / "estimates.npz")
+    if not (metrics.is_file() and prov.is_file() and estimates):
         return None
     record = json.loads(metrics.read_text())
     if record.get("status") != "ok":
@@ -52,11 +49,11 @@ def rescore_job(job_dir: Path, settings: dict[str, Any]) -> dict[str, Any] | Non
     cfg["scoring"] = {**cfg.get("scoring", {}), **settings}
     ds = load_dataset(simulation_config({k: cfg[k] for k in ("sample", *SECTIONS)}),
                       cfg["cache_dir"])
-    vol = np.load(job_dir / "volume.npy")
-    result = score_or_fail(vol, None, ds, cfg)
-    score_figures(job_dir, vol, result, ds)
-    new = {k: v for k, v in record.items() if k not in SCORE_KEYS}
-    new |= {k: v for k, v in result.items() if k != "traced"} | {"scoring": cfg["scoring"]}
+    truth = Truth(ds)
+    result = score_or_fail(estimates, None, truth, ScoringConfig(**cfg["scoring"]))
+    score_figures(job_dir, estimates, result, truth)
+    new = {k: v for k, v in record.items() if k not in record.get("score_keys", [])}
+    new = public(new | result | {"scoring": cfg["scoring"]})
     atomic_write_json(metrics, new)
     return new
 

@@ -1,32 +1,43 @@
-"""Score a reconstructed volume against the atomic ground truth (paper 001, section II.E-F)."""
+"""The scorer registry: every estimate a method returns is scored against the dataset's truth.
+
+A :class:`Scorer` reads one estimate kind (a field of :class:`reconstruct.result.Reconstruction`,
+e.g. ``volume``, ``atoms``, ``tilt``, ``geometry``, ``object_states``) and applies when the
+reconstruction has that estimate and the dataset holds every truth array it needs. It returns
+flat, JSON-ready metrics and names the headline ones (``columns``) that the results table shows.
+The job, the collector and the rescorer loop over :data:`SCORERS`; they hold no per-method
+code. The built-in scorers are in :mod:`experiments.scorers`.
+
+Estimates arrive flat and as numpy (``volume``, ``atoms.positions``, ``geometry.euler_deg``...,
+see :meth:`Reconstruction.estimates`). Keys of a scorer's result that start with ``_`` go to its
+figures only, never to ``metrics.json``.
+"""
 
 from __future__ import annotations
 
+import fnmatch
+import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
-from metrics import (
-    classify_species,
-    fourier_shell_correlation,
-    integrated_intensity,
-    score_atoms,
-    trace_atoms,
-)
+from reconstruct.result import estimate_kinds
 
 
 @dataclass
 class ScoringConfig:
-    """Tracing and classification settings (lengths in Å).
+    """Scoring settings (lengths in Å).
 
     ``sigma`` smooths before tracing and classification (paper 001 uses 0.3 Å);
     ``min_distance`` rejects peaks closer than that; ``radius`` is the integration sphere;
     ``threshold_fraction`` drops maxima below that fraction of the volume maximum (a support);
     ``non_atom`` as in :func:`metrics.classify_species`: True (default, paper 001) always fits
     a non-atom class below the species, so that noise maxima are dropped before matching;
-    None decides from valleys in the histogram; False never.
+    None decides from valleys in the histogram; False never. ``r_match`` pairs atoms within
+    that distance. ``column_radius`` is the centre-of-mass radius of an atomic column in the
+    object states (paper 003) and the distance within which atoms form one column.
     """
 
     sigma: float = 0.3
@@ -36,37 +47,126 @@ class ScoringConfig:
     threshold_fraction: float = 0.05
     method: str = "kmeans"
     non_atom: bool | None = True
+    column_radius: float = 0.5
 
 
-def score_volume(volume: np.ndarray, voxel_size: float, origin: np.ndarray,
-                 truth_positions: np.ndarray, truth_numbers: np.ndarray,
-                 truth_potential: np.ndarray | None, cfg: ScoringConfig) -> dict[str, Any]:
-    """Trace, classify, match and score; FSC against the true potential (fixed 0.5 threshold).
+class Truth:
+    """The ground truth of a dataset as the scorers read it: stored arrays by path
+    (``truth/positions``, ``geometry/euler_deg``...), read once, and the voxel grid."""
 
-    ``volume`` and ``truth_potential`` are ``[z, x, y]`` on the same grid; positions in Å.
-    Returns a JSON-ready dict with the headline scores at the top level.
-    """
-    vol = np.asarray(volume, dtype=np.float64)
-    smooth = ndimage.gaussian_filter(vol, cfg.sigma / voxel_size) if cfg.sigma > 0 else vol
-    traced = trace_atoms(smooth, voxel_size, origin, min_distance=cfg.min_distance,
-                         threshold=cfg.threshold_fraction * float(smooth.max()))
-    species = sorted(int(z) for z in np.unique(truth_numbers))
-    labels = np.zeros(len(traced.positions), dtype=int)
-    intensities = np.zeros(0)
-    if len(traced.positions):
-        intensities = integrated_intensity(smooth, traced.positions, voxel_size, origin,
-                                           radius=cfg.radius)
-        classes = classify_species(intensities, len(species), method=cfg.method,  # type: ignore[arg-type]
-                                   non_atom=cfg.non_atom, atomic_numbers=species)
-        labels = np.asarray(classes.labels)
-    scores = score_atoms(traced.positions, truth_positions, labels, truth_numbers,
-                         r_match=cfg.r_match).to_dict()
-    out = {k: scores[k] for k in ("rmsd_pm", "rmsd_offset_removed_pm", "tracing_error",
-                                  "classification_rate", "tp", "fp", "fn", "n_true")}
-    out["scores"] = scores
-    if truth_potential is not None:
-        fsc = fourier_shell_correlation(vol, np.asarray(truth_potential), voxel_size)
-        out["fsc_resolution_A"] = float(fsc.resolution(0.5))
-    out["traced"] = {"positions": traced.positions.tolist(), "labels": labels.tolist(),
-                     "intensities": np.asarray(intensities).tolist()}
+    def __init__(self, ds: Any) -> None:
+        self.ds = ds
+        self.voxel_size = float(ds.meta["voxel_size_A"])
+        self.origin = np.asarray(ds.meta["origin_xyz_A"], dtype=np.float64)
+        self._cache: dict[str, np.ndarray] = {}
+
+    def has(self, name: str) -> bool:
+        """Whether ``name`` is stored; ``a|b`` asks for either."""
+        return any(self.ds.has(n) for n in name.split("|"))
+
+    def array(self, name: str) -> np.ndarray:
+        """The stored array ``name`` (the first present of ``a|b``)."""
+        first = next(n for n in name.split("|") if self.ds.has(n))
+        if first not in self._cache:
+            self._cache[first] = self.ds.array(first)
+        return self._cache[first]
+
+
+Estimates = dict[str, np.ndarray]
+ScoreFn = Callable[[Estimates, Truth, ScoringConfig], dict[str, Any]]
+FigureFn = Callable[[Path, Estimates, dict[str, Any], Truth], None]
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """A registered scorer of the estimate kind ``estimate``, applicable when every array of
+    ``truth`` is stored; ``columns`` are its headline metrics, in table order (``fnmatch``
+    patterns such as ``recall_*`` allowed); ``figures`` draws its figures into a job dir."""
+
+    name: str
+    estimate: str
+    truth: tuple[str, ...]
+    score: ScoreFn
+    columns: tuple[str, ...]
+    figures: FigureFn | None = None
+
+    def applies(self, estimates: Estimates, truth: Truth) -> bool:
+        return self.estimate in estimate_kinds(estimates) and all(truth.has(t) for t in self.truth)
+
+
+SCORERS: dict[str, Scorer] = {}
+
+
+def register_scorer(scorer: Scorer) -> Scorer:
+    """Add ``scorer`` to :data:`SCORERS` (names are unique)."""
+    if scorer.name in SCORERS:
+        raise KeyError(f"scorer {scorer.name!r} registered twice")
+    SCORERS[scorer.name] = scorer
+    return scorer
+
+
+def _non_finite(estimates: Estimates) -> list[str]:
+    return sorted(k for k, v in estimates.items()
+                  if np.asarray(v).dtype.kind in "fc" and not np.all(np.isfinite(v)))
+
+
+def score_or_fail(estimates: Estimates, error: str | None, truth: Truth,
+                  cfg: ScoringConfig) -> dict[str, Any]:
+    """Every applicable scorer's metrics with ``status: ok``, or ``status: failed`` with the
+    reason (an error, or an estimate holding NaN/inf) and no scores. ``score_keys`` lists the
+    keys the scorers wrote (what a re-score replaces); ``scorers`` their names."""
+    if error is None and (bad := _non_finite(estimates)):
+        error = f"the reconstruction holds NaN or inf ({', '.join(bad)})"
+    if error is not None:
+        return {"status": "failed", "error": error, "score_keys": ["status", "error"]}
+    out: dict[str, Any] = {"status": "ok"}
+    used = []
+    for scorer in SCORERS.values():
+        if scorer.applies(estimates, truth):
+            out |= scorer.score(estimates, truth, cfg)
+            used.append(scorer.name)
+    out["scorers"] = used
+    out["score_keys"] = sorted({*out, "error"} - {"score_keys"})
     return out
+
+
+def score_figures(out_dir: Path, estimates: Estimates, result: dict[str, Any],
+                  truth: Truth) -> None:
+    """The figures of every scorer that scored ``result``."""
+    if result.get("status") != "ok":
+        return
+    for name in result.get("scorers", []):
+        scorer = SCORERS.get(name)
+        if scorer is not None and scorer.figures is not None:
+            scorer.figures(out_dir, estimates, result, truth)
+
+
+def public(result: dict[str, Any]) -> dict[str, Any]:
+    """``result`` without its figure-only (``_``) keys, NaN written as null (valid JSON)."""
+    return {k: _json_safe(v) for k, v in result.items() if not k.startswith("_")}
+
+
+def _json_safe(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _json_safe(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_json_safe(x) for x in v]
+    return v
+
+
+def table_columns(available: Iterable[str]) -> list[str]:
+    """The results table's metric columns present in ``available``: ``status``, then each
+    scorer's headline columns in registry order (patterns expanded, sorted), then the time
+    per iteration."""
+    available = list(available)
+    out = ["status"]
+    for scorer in SCORERS.values():
+        for pattern in scorer.columns:
+            out += [c for c in sorted(fnmatch.filter(available, pattern)) if c not in out]
+    out.append("seconds_per_iteration")
+    return [c for c in out if c in available]
+
+
+from experiments import scorers as _builtin  # noqa: E402,F401  (registers the built-in scorers)

@@ -10,6 +10,7 @@ from metrics.alignment import alignment_errors, euler_to_matrix, matrix_to_euler
 from metrics.classify import SpeciesClasses, classify_species, integrated_intensity
 from metrics.columns import (
     assign_columns,
+    atom_columns,
     column_com,
     column_displacements,
     columns_from_atoms,
@@ -55,6 +56,7 @@ __all__ = [
     "angstrom_to_pixel",
     "angstrom_to_voxel",
     "assign_columns",
+    "atom_columns",
     "classify_species",
     "column_com",
     "column_displacements",

@@ -4,8 +4,9 @@
 - :func:`assign_columns`: label found columns by matching them to reference sites.
 - :func:`column_displacements`, :func:`srtio3_displacements`: offset of a column from the centre
   of its four nearest neighbour columns; d(Sr-TiO) and d(O-TiO) in pm (paper 002).
-- :func:`column_com`, :func:`columns_from_atoms`, :func:`vibration_spread`: per-column centre
-  of mass across object states vs the true spread over MD snapshots (paper 003).
+- :func:`atom_columns`, :func:`column_com`, :func:`columns_from_atoms`,
+  :func:`vibration_spread`: per-column centre of mass across object states vs the true spread
+  over MD snapshots (paper 003).
 - :func:`tilt_error_mrad`, :func:`thickness_error_A`: recovered mistilt and thickness errors.
 
 Column finding itself is :func:`metrics.tracing.find_columns`.
@@ -206,6 +207,34 @@ def columns_from_atoms(
             out[t, :, d] = np.bincount(col, weights=snap[t, :, d], minlength=len(cols) + 1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return out[:, :-1] / counts[None, :-1, None]
+
+
+def atom_columns(positions: ArrayLike, radius: float = 0.5) -> np.ndarray:
+    """Atomic columns along the beam: the mean (x, y) of each group of atoms whose (x, y) lie
+    within ``radius`` Å of one another (single linkage).
+
+    Args:
+        positions: ``[N, 3]`` (x, y, z) or ``[N, 2]`` atom positions in Å.
+        radius: largest lateral distance in Å between neighbours of one column.
+
+    Returns:
+        ``[C, 2]`` column positions (x, y) in Å, sorted by x then y.
+    """
+    xy = check_points("positions", positions)[:, :2]
+    radius = check_positive("radius", radius)
+    pairs = cKDTree(xy).query_pairs(radius, output_type="ndarray")
+    label = np.arange(len(xy))
+    for _ in range(len(xy)):  # propagate the smallest label through the pairs (union-find)
+        low = np.minimum(label[pairs[:, 0]], label[pairs[:, 1]]) if len(pairs) else None
+        if low is None or np.array_equal(label[pairs[:, 0]], label[pairs[:, 1]]):
+            break
+        np.minimum.at(label, pairs[:, 0], low)
+        np.minimum.at(label, pairs[:, 1], low)
+        label = label[label]
+    _, col = np.unique(label, return_inverse=True)
+    counts = np.bincount(col)
+    centres = np.stack([np.bincount(col, weights=xy[:, d]) / counts for d in range(2)], -1)
+    return centres[np.lexsort((centres[:, 1], centres[:, 0]))]
 
 
 def vibration_spread(

@@ -5,6 +5,17 @@ boundary). Arrays in abTEM order ``[x, y]``, volumes ``[z, x, y]``. See ``docs/p
 """
 
 from .atoms import GaussianAtoms, render_gaussian_slices, transform_atoms
+from .data import MEASUREMENTS, TomoData, from_dataset
+from .fit import (
+    Problem,
+    build_geometry,
+    build_probe,
+    build_propagator,
+    cell_centre,
+    fit,
+    nonnegative,
+    r_factor,
+)
 from .haadf import DepthDependentInteraction, ddi_adjoint, ddi_forward, depth_probe_kernels
 from .loop import DivergenceError, GroupSettings, History, index_batches, optimize
 from .losses import LOSSES, amplitude_loss, intensity_loss, poisson_nll
@@ -40,6 +51,7 @@ from .propagation import (
     propagate,
     transmission,
 )
+from .result import AtomsEstimate, GeometryEstimate, Reconstruction
 from .scanning import (
     extract_patches,
     extract_patches_adjoint,
@@ -59,6 +71,9 @@ from .tomography import (
 )
 
 __all__ = [
+    "MEASUREMENTS", "AtomsEstimate", "GeometryEstimate", "Problem", "Reconstruction",
+    "TomoData", "build_geometry", "build_probe", "build_propagator", "cell_centre", "fit",
+    "from_dataset", "nonnegative", "r_factor",
     "DepthDependentInteraction", "DivergenceError", "GaussianAtoms", "GroupSettings", "History",
     "LOSSES", "MixedProbe", "MultislicePtychography", "Propagator", "SlicedObject",
     "TiltSeriesGeometry", "aberration_phase", "amplitude_loss", "antialias_aperture",

@@ -117,6 +117,10 @@ class MultislicePtychography(nn.Module):
     (:class:`Propagator`: slice thickness, tilt). ``forward(indices [B])`` returns model
     patterns ``[B, n1, n2]`` (fftshifted, cropped like the measured data).
 
+    ``obj=None`` makes a model whose transmission is always supplied by the caller
+    (``forward(indices, transmission)``), e.g. MSET's rotated and binned volume; ``sampling``
+    [Å] of the object grid is then required.
+
     ``tilt_pivot`` [Å] is the depth, measured from the centre of the first slice, at which the
     scan positions hold for a tilted specimen (the depth that the tilt leaves in place): the
     probe enters at ``p + tilt_pivot * tan(theta)``. ``0`` pivots about the first slice,
@@ -125,15 +129,19 @@ class MultislicePtychography(nn.Module):
 
     def __init__(
         self,
-        obj: SlicedObject,
+        obj: SlicedObject | None,
         probe: MixedProbe,
         positions: Tensor,
         propagator: Propagator,
         detector_shape: tuple[int, int],
         tilt_pivot: float = 0.0,
+        sampling: tuple[float, float] | None = None,
     ) -> None:
         super().__init__()
+        if obj is None and sampling is None:
+            raise ValueError("a model without an object needs the object grid's sampling")
         self.object = obj
+        self.sampling = tuple(obj.sampling if sampling is None else sampling)
         self.probe = probe
         self.positions = nn.Parameter(positions.clone())
         self.position_offset = nn.Parameter(torch.zeros_like(positions[0]))
@@ -147,8 +155,8 @@ class MultislicePtychography(nn.Module):
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """Named parameter groups for :func:`reconstruct.loop.optimize`."""
-        obj = [self.object.potential]
-        if self.object.absorption is not None:
+        obj = [] if self.object is None else [self.object.potential]
+        if self.object is not None and self.object.absorption is not None:
             obj.append(self.object.absorption)
         return {
             "object": obj,
@@ -160,21 +168,24 @@ class MultislicePtychography(nn.Module):
         }
 
     def exit_waves(self, indices: Tensor, transmission: Tensor | None = None) -> Tensor:
-        """Exit waves ``[B, O, P, M1, M2]`` at scan positions ``indices [B]``."""
+        """Exit waves ``[B, O, P, M1, M2]`` at scan positions ``indices [B]`` through the
+        object's transmission, or through ``transmission [O, S, N1, N2]`` if given."""
         t = self.object() if transmission is None else transmission
         positions = self.positions[indices] + self.position_offset
         if self.tilt_pivot:
             tilt = self.propagator.tilt
             tilt = tilt[indices] if self.propagator.per_position_tilt else tilt
             positions = positions + self.tilt_pivot * torch.tan(tilt)
-        corners, frac = split_positions(positions, self.object.sampling, self.patch_shape)
+        corners, frac = split_positions(positions, self.sampling, self.patch_shape)
         # slice by slice: each slice's gradient scatters straight into its object slice
         patches = [extract_patches(ts, corners, self.patch_shape) for ts in t.unbind(1)]
         probes = fourier_shift(self.probe(), frac)
         props = self.propagator(t.shape[1], indices)
         return multislice_forward(probes, patches, props)
 
-    def forward(self, indices: Tensor) -> Tensor:
-        """Model intensities ``[B, n1, n2]`` at scan positions ``indices [B]``."""
-        intensity = farfield_intensity(self.exit_waves(indices), self.propagator.mask)
+    def forward(self, indices: Tensor, transmission: Tensor | None = None) -> Tensor:
+        """Model intensities ``[B, n1, n2]`` at scan positions ``indices [B]`` (through
+        ``transmission [O, S, N1, N2]`` if given, see :meth:`exit_waves`)."""
+        waves = self.exit_waves(indices, transmission)
+        intensity = farfield_intensity(waves, self.propagator.mask)
         return crop_center(intensity, self.detector_shape)

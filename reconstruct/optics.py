@@ -61,13 +61,6 @@ def energy2sigma(energy: float) -> float:
     return 2 * math.pi * mass * _E * wavelength_m / _H**2 * 1e-10
 
 
-def complex_dtype(dtype: torch.dtype) -> torch.dtype:
-    """complex64 for float32 (or complex64), complex128 for float64 (or complex128)."""
-    if dtype in (torch.float64, torch.complex128):
-        return torch.complex128
-    return torch.complex64
-
-
 def real_dtype(dtype: torch.dtype) -> torch.dtype:
     """float32 for complex64/float32, float64 for complex128/float64."""
     if dtype in (torch.float64, torch.complex128):

@@ -61,17 +61,24 @@ def prepare(cfg: C.SimulationConfig) -> Atoms:
     return atoms
 
 
-def run_simulation(cfg: C.SimulationConfig, progress: bool = True) -> tuple[TiltSeries, Atoms]:
-    """Validate, then simulate the tilt series of ``cfg`` with abTEM."""
-    atoms = prepare(cfg)
+def run_simulation(cfg: C.SimulationConfig, progress: bool = True,
+                   atoms: Atoms | None = None) -> tuple[TiltSeries, Atoms]:
+    """Simulate the tilt series of ``cfg`` with abTEM (validating and building the model
+    first, unless the model built by :func:`prepare` is passed as ``atoms``)."""
+    atoms = prepare(cfg) if atoms is None else atoms
     return simulate_tilt_series(atoms, cfg, progress=progress), atoms
 
 
 def load_dataset(
-    cfg: Mapping[str, Any] | C.SimulationConfig, cache_dir: str | Path, progress: bool = True
+    cfg: Mapping[str, Any] | C.SimulationConfig,
+    cache_dir: str | Path,
+    progress: bool = True,
+    atoms: Atoms | None = None,
 ) -> Dataset:
     """The dataset of ``cfg`` from the cache, simulated once if needed (with a progress bar
-    when ``progress``). Validates first."""
+    when ``progress``). Validates first, building the model, unless ``atoms`` is the model
+    that :func:`prepare` already built and validated for ``cfg`` (then it is built once)."""
     sim = simulation_config(cfg)
-    prepare(sim)
-    return get_dataset(sim, cache_dir, functools.partial(run_simulation, progress=progress))
+    atoms = prepare(sim) if atoms is None else atoms
+    simulate = functools.partial(run_simulation, progress=progress, atoms=atoms)
+    return get_dataset(sim, cache_dir, simulate)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -232,16 +233,34 @@ class Dataset:
     def has_diffraction(self) -> bool:
         return "diffraction" in self.group["measurements"]
 
+    def has(self, name: str) -> bool:
+        """Whether the stored array ``name`` (e.g. ``truth/potential``) exists."""
+        try:
+            self.group[name]
+        except KeyError:
+            return False
+        return True
+
+    def electrons_per_position(self, noise: NoiseConfig) -> float:
+        """Incident electrons per scan position at ``noise``'s dose (``inf``: noise-free)."""
+        return electrons_per_position(noise, self.n_tilts, tuple(self.meta["scan_step_A"]))
+
     def measurements(
-        self, noise: NoiseConfig, realisation: int = 0, kind: str = "diffraction"
+        self,
+        noise: NoiseConfig,
+        realisation: int = 0,
+        kind: str = "diffraction",
+        per_electron: bool = False,
     ) -> np.ndarray:
-        """Measurements with Poisson noise drawn now: counts per pattern pixel (or ADF counts).
+        """Measurements with Poisson noise drawn now: counts per pattern pixel (or ADF counts),
+        or with ``per_electron`` the same counts per incident electron (what the models fit).
 
         ``realisation`` 0 and 1 are the two independent half-sets (seeds s and s + 1).
         With ``noise.dose = inf`` the noise-free intensities per electron are returned.
         """
-        electrons = electrons_per_position(noise, self.n_tilts, tuple(self.meta["scan_step_A"]))
-        return apply_dose(self.array(f"measurements/{kind}"), electrons, noise.seed + realisation)
+        electrons = self.electrons_per_position(noise)
+        counts = apply_dose(self.array(f"measurements/{kind}"), electrons, noise.seed + realisation)
+        return counts / electrons if per_electron and not math.isinf(electrons) else counts
 
 
 Simulator = Callable[[SimulationConfig], tuple[TiltSeries, Atoms]]

@@ -11,23 +11,18 @@ the beam, sample the projection at the scan positions (:func:`sample_bilinear`).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from reconstruct.loop import GroupSettings, optimize
+from reconstruct.data import TomoData
+from reconstruct.fit import Problem, build_geometry, fit, nonnegative
+from reconstruct.loop import GroupSettings
+from reconstruct.result import Reconstruction
 from reconstruct.sampling import sample_bilinear
-from reconstruct.tomography import TiltSeriesGeometry
-from reconstruct.variants.base import (
-    Reconstruction,
-    TomoData,
-    Variant,
-    VariantConfigError,
-    register_variant,
-)
-from reconstruct.variants.mset import cell_centre
+from reconstruct.variants.base import Variant, register_variant
+from simulate.errors import ConfigError
 
 
 @dataclass
@@ -57,8 +52,7 @@ class LinearTomography(nn.Module):
         super().__init__()
         v = data.voxel_size
         self.volume = nn.Parameter(torch.zeros(data.volume_shape, device=data.device))
-        self.geometry = TiltSeriesGeometry(data.euler, data.shifts, voxel=(v, v, v),
-                                           centre=cell_centre(data.volume_shape))
+        self.geometry = build_geometry(data)
         self.register_buffer("coords", data.haadf_positions / v if coords is None else coords)
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
@@ -78,8 +72,6 @@ def _measured(data: TomoData) -> tuple[Tensor, Tensor | None]:
     before RESIRE: point-sampling the projection at a 2x coarser step would leave every other
     row and column of the volume unconstrained (a striped null space).
     """
-    if data.haadf is None:
-        raise VariantConfigError("detector.adf", False, "true for the linear baselines")
     t, v = data.n_tilts, data.voxel_size
     nx, ny = data.volume_shape[1:]
     if data.haadf.dim() != 3:
@@ -99,15 +91,13 @@ def _measured(data: TomoData) -> tuple[Tensor, Tensor | None]:
     return sample_bilinear(data.haadf, in_scan), (pix / v).expand(t, -1, -1)
 
 
-def _run(model: LinearTomography, loss, lr: float, cfg, constraints, seed: int,
-         progress: bool) -> Reconstruction:
-    settings = {"object": GroupSettings(lr=lr, optimizer="sgd")}
-    t0 = time.perf_counter()
-    history = optimize(model, loss, [None], settings, cfg.iterations, constraints=constraints,
-                       seed=seed, progress=progress)
-    per_it = (time.perf_counter() - t0) / max(len(history.loss), 1)
-    return Reconstruction(volume=model.volume.detach(), history=history,
-                          seconds_per_iteration=per_it)
+def _fit(model: LinearTomography, loss, b: Tensor, lr: float, cfg: ResireConfig | SirtConfig,
+         positivity: bool, seed: int, progress: bool) -> Reconstruction:
+    problem = Problem(model, loss, [None], {"object": GroupSettings(lr=lr, optimizer="sgd")},
+                      estimates=lambda m: {"volume": m.volume},
+                      constraints=[nonnegative("volume")] if positivity else [],
+                      residual=lambda m: [(b, m())])
+    return fit(problem, cfg.iterations, seed, progress)
 
 
 def run_resire(data: TomoData, cfg: ResireConfig, seed: int, progress: bool) -> Reconstruction:
@@ -120,8 +110,7 @@ def run_resire(data: TomoData, cfg: ResireConfig, seed: int, progress: bool) -> 
     def loss(m: LinearTomography, _batch) -> Tensor:
         return 0.5 * ((m() - b) ** 2).sum()
 
-    positivity = [lambda m, it: m.volume.clamp_(min=0.0)]
-    return _run(model, loss, dt, cfg, positivity, seed, progress)
+    return _fit(model, loss, b, dt, cfg, True, seed, progress)
 
 
 def run_sirt(data: TomoData, cfg: SirtConfig, seed: int, progress: bool) -> Reconstruction:
@@ -138,17 +127,16 @@ def run_sirt(data: TomoData, cfg: SirtConfig, seed: int, progress: bool) -> Reco
     def loss(m: LinearTomography, _batch) -> Tensor:
         return 0.5 * (r * (m() - b) ** 2).sum()
 
-    positivity = [lambda m, it: m.volume.clamp_(min=0.0)] if cfg.positivity else []
-    return _run(model, loss, cfg.relaxation, cfg, positivity, seed, progress)
+    return _fit(model, loss, b, cfg.relaxation, cfg, cfg.positivity, seed, progress)
 
 
 def _check_linear(cfg: ResireConfig | SirtConfig) -> None:
     if cfg.iterations < 1:
-        raise VariantConfigError("algorithm.iterations", cfg.iterations, "an integer >= 1")
+        raise ConfigError("algorithm.iterations", cfg.iterations, "an integer >= 1")
     size = cfg.step if isinstance(cfg, ResireConfig) else cfg.relaxation
     if not 0 < size < 2:
-        raise VariantConfigError("algorithm.step/relaxation", size, "a value in (0, 2)")
+        raise ConfigError("algorithm.step/relaxation", size, "a value in (0, 2)")
 
 
-register_variant(Variant("resire", ResireConfig, "haadf", run_resire, _check_linear))
-register_variant(Variant("sirt", SirtConfig, "haadf", run_sirt, _check_linear))
+register_variant(Variant("resire", ResireConfig, {"haadf"}, run_resire, _check_linear))
+register_variant(Variant("sirt", SirtConfig, {"haadf"}, run_sirt, _check_linear))

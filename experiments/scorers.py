@@ -1,0 +1,176 @@
+"""The built-in scorers, one per estimate kind and truth (registered in :data:`SCORERS`).
+
+| scorer | estimate | truth | headline columns |
+|---|---|---|---|
+| ``traced_atoms`` | ``volume`` | atoms | RMSD, tracing error, classification, recall |
+| ``atoms`` | ``atoms`` | atoms | the same, matched directly (no tracing) |
+| ``fsc`` | ``volume`` | ``truth/potential`` | FSC resolution (0.5 against the truth) |
+| ``r_factor`` | ``r_factor`` | none (the data) | R-factor of the fitted model (paper 004 eq. 11) |
+| ``tilt`` | ``tilt`` | ``truth/truth_tilt_mrad`` | mistilt error (mrad) |
+| ``tilt_map`` | ``tilt_map`` | ``truth/truth_tilt_at_positions`` | mean and max tilt-map error |
+| ``geometry`` | ``geometry`` | true Euler angles and shifts | alignment errors after the gauge |
+| ``positions`` | ``positions`` | true scan positions | RMS position error after the mean offset |
+| ``vibration`` | ``object_states`` | MD snapshots | column spread across states vs snapshots |
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase.data import chemical_symbols
+from scipy import ndimage
+
+from experiments.figures import save_figure
+from experiments.scoring import Estimates, Scorer, ScoringConfig, Truth, register_scorer
+from metrics import (
+    alignment_errors,
+    atom_columns,
+    classify_species,
+    column_com,
+    columns_from_atoms,
+    fourier_shell_correlation,
+    integrated_intensity,
+    score_atoms,
+    tilt_error_mrad,
+    trace_atoms,
+    vibration_spread,
+)
+from metrics.figures import plot_fsc, plot_intensity_histogram, plot_slab_overlay
+
+ATOMS_TRUTH = ("truth/positions", "truth/numbers")
+ATOM_COLUMNS = ("rmsd_pm", "rmsd_offset_removed_pm", "tracing_error", "classification_rate",
+                "tp", "fp", "fn", "recall_*")
+
+
+def atom_scores(positions: np.ndarray, numbers: np.ndarray, truth: Truth,
+                cfg: ScoringConfig) -> dict[str, Any]:
+    """Match atoms ``positions [N, 3]`` Å of species ``numbers [N]`` (0 = not an atom) to the
+    true atoms; headline scores, ``recall_<symbol>`` per true species and the full ``scores``."""
+    true_z = truth.array("truth/numbers")
+    scores = score_atoms(positions, truth.array("truth/positions"), numbers, true_z,
+                         r_match=cfg.r_match).to_dict()
+    out = {k: scores[k] for k in ("rmsd_pm", "rmsd_offset_removed_pm", "tracing_error",
+                                  "classification_rate", "tp", "fp", "fn", "n_true")}
+    for z in np.unique(true_z):
+        out[f"recall_{chemical_symbols[int(z)]}"] = scores["per_species"][str(int(z))]["recall"]
+    return out | {"scores": scores}
+
+
+def score_traced(est: Estimates, truth: Truth, cfg: ScoringConfig) -> dict[str, Any]:
+    """Trace → classify → match a volume (paper 001, section II.E-F)."""
+    vol, v = np.asarray(est["volume"], dtype=np.float64), truth.voxel_size
+    smooth = ndimage.gaussian_filter(vol, cfg.sigma / v) if cfg.sigma > 0 else vol
+    traced = trace_atoms(smooth, v, truth.origin, min_distance=cfg.min_distance,
+                         threshold=cfg.threshold_fraction * float(smooth.max()))
+    species = sorted(int(z) for z in np.unique(truth.array("truth/numbers")))
+    labels, intensities = np.zeros(len(traced.positions), dtype=int), np.zeros(0)
+    if len(traced.positions):
+        intensities = integrated_intensity(smooth, traced.positions, v, truth.origin,
+                                           radius=cfg.radius)
+        classes = classify_species(intensities, len(species), method=cfg.method,  # type: ignore[arg-type]
+                                   non_atom=cfg.non_atom, atomic_numbers=species)
+        labels = np.asarray(classes.labels)
+    out = atom_scores(traced.positions, labels, truth, cfg)
+    return out | {"_traced": {"positions": np.asarray(traced.positions).reshape(-1, 3),
+                              "labels": labels, "intensities": np.asarray(intensities)}}
+
+
+def traced_figures(out_dir: Path, est: Estimates, result: dict[str, Any], truth: Truth) -> None:
+    """Traced-peak intensity histogram by class and a slab with traced and true atoms."""
+    traced, true_z = result["_traced"], truth.array("truth/numbers")
+    names = {0: "non-atom"} | {int(z): chemical_symbols[int(z)] for z in np.unique(true_z)}
+    if len(traced["intensities"]):
+        save_figure(plot_intensity_histogram(traced["intensities"], traced["labels"], names),
+                    out_dir / "histogram.png")
+    save_figure(plot_slab_overlay(est["volume"], truth.voxel_size, truth.origin,
+                                  traced["positions"], truth.array("truth/positions"),
+                                  traced["labels"], true_z), out_dir / "slab.png")
+
+
+def score_atoms_directly(est: Estimates, truth: Truth, cfg: ScoringConfig) -> dict[str, Any]:
+    """Atoms a method found itself, matched to the truth with no tracing step."""
+    numbers = np.asarray(est["atoms.numbers"]).astype(int)
+    return atom_scores(np.asarray(est["atoms.positions"]).reshape(-1, 3), numbers, truth, cfg)
+
+
+def score_fsc(est: Estimates, truth: Truth, cfg: ScoringConfig) -> dict[str, Any]:
+    fsc = fourier_shell_correlation(est["volume"], truth.array("truth/potential"),
+                                    truth.voxel_size)
+    return {"fsc_resolution_A": float(fsc.resolution(0.5)), "_fsc": fsc}
+
+
+def fsc_figure(out_dir: Path, est: Estimates, result: dict[str, Any], truth: Truth) -> None:
+    save_figure(plot_fsc(result["_fsc"], ["against the true potential"], (0.5,)),
+                out_dir / "fsc.png")
+
+
+def score_r_factor(est: Estimates, truth: Truth, cfg: ScoringConfig) -> dict[str, Any]:
+    return {"r_factor": float(est["r_factor"])}
+
+
+def score_tilt(est: Estimates, truth: Truth, cfg: ScoringConfig) -> dict[str, Any]:
+    err = tilt_error_mrad(est["tilt"], truth.array("truth/truth_tilt_mrad"))
+    return {"tilt_error_mrad": float(err["magnitude_mrad"]),
+            "tilt_mrad": np.asarray(est["tilt"], dtype=float).tolist()}
+
+
+def score_tilt_map(est: Estimates, truth: Truth, cfg: ScoringConfig) -> dict[str, Any]:
+    """The tilt map ``[sx, sy, 2]`` against the true tilt at the scan positions of tilt 0."""
+    tilt_map = np.asarray(est["tilt_map"], dtype=float)
+    true = truth.array("truth/truth_tilt_at_positions")[0].reshape(tilt_map.shape)
+    mag = tilt_error_mrad(tilt_map, true)["magnitude_mrad"]
+    return {"tilt_map_error_mean_mrad": float(mag.mean()),
+            "tilt_map_error_max_mrad": float(mag.max())}
+
+
+def score_geometry(est: Estimates, truth: Truth, cfg: ScoringConfig) -> dict[str, Any]:
+    err = alignment_errors(est["geometry.shifts"], est["geometry.euler_deg"],
+                           truth.array("geometry/shifts"), truth.array("geometry/euler_deg"))
+    keys = ("shift_error_mean_A", "shift_error_max_A", "rotation_error_mean_deg",
+            "rotation_error_max_deg")
+    return {k: err[k] for k in keys} | {"gauge_shift_A": err["gauge_shift_A"].tolist()}
+
+
+def score_positions(est: Estimates, truth: Truth, cfg: ScoringConfig) -> dict[str, Any]:
+    """RMS error of refined scan positions ``[T, P, 2]`` after removing each tilt's mean
+    offset (a common scan shift is the gauge of the per-tilt image shifts)."""
+    d = np.asarray(est["positions"], float) - truth.array("geometry/positions")
+    d = d - d.mean(axis=-2, keepdims=True)
+    return {"position_error_rms_A": float(np.sqrt(np.mean(np.sum(d**2, axis=-1))))}
+
+
+def score_vibration(est: Estimates, truth: Truth, cfg: ScoringConfig) -> dict[str, Any]:
+    """Spread of each atomic column's centre of mass across the object states (their
+    projected potential) against the spread of the true column across the MD snapshots
+    (paper 003, Fig. 9). Columns are the atoms' mean (x, y) grouped within ``column_radius``."""
+    snaps = truth.array("truth/snapshots|truth/truth_snapshots")
+    columns = atom_columns(snaps.mean(axis=0), cfg.column_radius)
+    phases = np.asarray(est["object_states"], float).sum(axis=1)  # [K, X, Y] V Å
+    sampling = np.asarray(est["object_sampling"], float)
+    com = column_com(phases, columns, float(sampling[0]), est["object_origin"],
+                     radius=cfg.column_radius)
+    spread = vibration_spread(com, columns_from_atoms(snaps, columns, cfg.column_radius))
+    ok = np.isfinite(spread["ratio"])
+    return {"vibration_rms_pm": float(np.mean(spread["rms_A"][ok]) * 100),
+            "true_vibration_rms_pm": float(np.mean(spread["true_rms_A"][ok]) * 100),
+            "vibration_ratio": float(np.median(spread["ratio"][ok])), "n_columns": int(ok.sum())}
+
+
+for _scorer in (
+    Scorer("traced_atoms", "volume", ATOMS_TRUTH, score_traced, ATOM_COLUMNS, traced_figures),
+    Scorer("atoms", "atoms", ATOMS_TRUTH, score_atoms_directly, ATOM_COLUMNS),
+    Scorer("fsc", "volume", ("truth/potential",), score_fsc, ("fsc_resolution_A",), fsc_figure),
+    Scorer("r_factor", "r_factor", (), score_r_factor, ("r_factor",)),
+    Scorer("tilt", "tilt", ("truth/truth_tilt_mrad",), score_tilt, ("tilt_error_mrad",)),
+    Scorer("tilt_map", "tilt_map", ("truth/truth_tilt_at_positions",), score_tilt_map,
+           ("tilt_map_error_mean_mrad", "tilt_map_error_max_mrad")),
+    Scorer("geometry", "geometry", ("geometry/euler_deg", "geometry/shifts"), score_geometry,
+           ("shift_error_mean_A", "rotation_error_mean_deg")),
+    Scorer("positions", "positions", ("geometry/positions",), score_positions,
+           ("position_error_rms_A",)),
+    Scorer("vibration", "object_states", ("truth/snapshots|truth/truth_snapshots",),
+           score_vibration, ("vibration_ratio", "vibration_rms_pm", "true_vibration_rms_pm")),
+):
+    register_scorer(_scorer)

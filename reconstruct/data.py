@@ -1,0 +1,117 @@
+"""What every reconstruction receives: :class:`TomoData`, and the dataset → ``TomoData`` adapter.
+
+A method never reads the dataset store itself. :func:`from_dataset` draws the noisy measurements
+(Poisson at the configured dose, in units of the incident electron), crops the diffraction
+patterns to the reconstruction grid and fills in the *nominal* geometry, i.e. what an
+experimenter knows; the true geometry stays in the dataset for scoring.
+
+Measurement kinds (:data:`MEASUREMENTS`): ``"diffraction"`` (4D-STEM patterns) and ``"haadf"``
+(the ADF/HAADF series). A variant ``requires`` a set of them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from simulate.config import NoiseConfig
+    from simulate.store import Dataset
+
+MEASUREMENTS = ("diffraction", "haadf")
+# the simulation config key that records each kind
+MEASUREMENT_KEYS = {"diffraction": "detector.pixelated", "haadf": "detector.adf"}
+
+
+@dataclass
+class TomoData:
+    """A tilt series ready for reconstruction, all tensors on one device.
+
+    Geometry is the *nominal* one. The object grid is the cell: ``volume_shape = (nz, nx, ny)``
+    voxels of ``voxel_size`` Å; voxel ``[k, i, j]`` is at ``(i v, j v, (k + 1/2) v)`` Å and the
+    tilt pivot is the cell centre (``n v / 2`` on every axis), as in the simulation.
+
+    Fields: ``euler [T, 3]`` (φ, θ, ψ) rad; ``shifts [T, 2]`` Å; ``energy`` eV; ``semiangle``
+    rad; ``aberrations`` abTEM polar coefficients (``C10 = -defocus``, Å and rad);
+    ``positions [T, P, 2]`` Å, absolute in the cell; ``patterns [T, P, n, n]`` per incident
+    electron (zero frequency at ``n // 2``, detector sampling ``1 / (n v)`` 1/Å);
+    ``haadf [T, sx, sy]`` ADF signal per incident electron at ``haadf_positions
+    [T, sx sy, 2]`` Å; ``electrons_per_position`` (``inf`` for noise-free data).
+    """
+
+    volume_shape: tuple[int, int, int]
+    voxel_size: float
+    euler: Tensor
+    shifts: Tensor
+    energy: float
+    semiangle: float
+    aberrations: dict[str, float]
+    positions: Tensor | None = None
+    patterns: Tensor | None = None
+    haadf: Tensor | None = None
+    haadf_positions: Tensor | None = None
+    electrons_per_position: float = float("inf")
+
+    @property
+    def n_tilts(self) -> int:
+        return int(self.euler.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.euler.device
+
+    @property
+    def kinds(self) -> frozenset[str]:
+        """The measurement kinds present (a subset of :data:`MEASUREMENTS`)."""
+        return frozenset(k for k, a in (("diffraction", self.patterns), ("haadf", self.haadf))
+                         if a is not None)
+
+
+def crop_patterns(patterns: np.ndarray, n: int) -> np.ndarray:
+    """Crop fftshifted ``[..., k, k]`` patterns to ``n × n`` keeping k = 0 at index ``n // 2``."""
+    k = patterns.shape[-1]
+    a = k // 2 - n // 2
+    return patterns[..., a:a + n, a:a + n]
+
+
+def from_dataset(ds: Dataset, noise: NoiseConfig, device: torch.device | str,
+                 realisation: int = 0, kinds: frozenset[str] | set[str] = frozenset(MEASUREMENTS),
+                 ) -> TomoData:
+    """Noisy measurements of ``kinds`` and the nominal geometry of ``ds`` on ``device``.
+
+    ``realisation`` 0 and 1 are independent noise draws (the FSC half-sets). Raises
+    ``ValueError`` if the detector sampling is not ``1 / (cell extent)``: the patterns could
+    not be cropped onto the reconstruction grid.
+    """
+    m, t = ds.meta, ds.n_tilts
+    shape = tuple(int(s) for s in ds.group["truth/potential"].shape)
+    v = float(m["voxel_size_A"])
+
+    def as_t(a: np.ndarray) -> Tensor:
+        return torch.as_tensor(np.asarray(a), dtype=torch.float32, device=device)
+
+    data = TomoData(
+        volume_shape=shape, voxel_size=v,
+        euler=as_t(np.deg2rad(ds.array("geometry/euler_nominal_deg"))),
+        shifts=torch.zeros(t, 2, device=device), energy=float(m["energy_eV"]),
+        semiangle=float(m["semiangle_mrad"]) * 1e-3,
+        aberrations={"C10": -float(m["defocus_A"]), **dict(m["aberrations"] or {})},
+        electrons_per_position=ds.electrons_per_position(noise),
+    )
+    nominal = ds.array("geometry/positions_nominal")
+    if "diffraction" in kinds and ds.has_diffraction:
+        if not math.isclose(m["reciprocal_sampling_invA"][0] * shape[1] * v, 1.0, rel_tol=1e-6):
+            raise ValueError("detector sampling is not 1 / (cell extent): cannot crop to the grid")
+        raw = ds.measurements(noise, realisation, "diffraction", per_electron=True)
+        n = min(raw.shape[-1], shape[1])
+        data.patterns = as_t(crop_patterns(raw.reshape(t, -1, *raw.shape[-2:]), n))
+        data.positions = as_t(nominal)
+    if "haadf" in kinds and ds.has_haadf:
+        data.haadf = as_t(ds.measurements(noise, realisation, "haadf", per_electron=True))
+        data.haadf_positions = as_t(nominal)
+    return data
