@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from reconstruct.result import estimate_kinds
+from reconstruct.variants.base import add_unique
 
 
 @dataclass
@@ -99,10 +100,7 @@ SCORERS: dict[str, Scorer] = {}
 
 def register_scorer(scorer: Scorer) -> Scorer:
     """Add ``scorer`` to :data:`SCORERS` (names are unique)."""
-    if scorer.name in SCORERS:
-        raise KeyError(f"scorer {scorer.name!r} registered twice")
-    SCORERS[scorer.name] = scorer
-    return scorer
+    return add_unique(SCORERS, scorer, "scorer")
 
 
 def _non_finite(estimates: Estimates) -> list[str]:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from ase import Atoms
+from tiny import V, blobs, self_consistent_data, tiny_data
 
 from reconstruct.data import TomoData
 from reconstruct.fit import cell_centre
@@ -22,7 +23,7 @@ from reconstruct.variants.mset import MultisliceTomography
 from simulate.errors import ConfigError
 from simulate.geometry import transform_positions
 
-CELL, V = 12.8, 0.4
+CELL = 12.8
 
 
 def _potential(pos: np.ndarray) -> np.ndarray:
@@ -49,38 +50,8 @@ def test_volume_rotation_matches_rotated_atoms(theta):
     assert good > corr((15.5, 15.0, 16.0)) + 0.1
 
 
-def _tiny_data(n: int = 16, tilts: int = 3, step: float = 0.8) -> TomoData:
-    g = np.arange(0, n * V, step)
-    pos = np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
-    euler = torch.zeros(tilts, 3)
-    euler[:, 1] = torch.linspace(-np.pi / 3, np.pi / 3, tilts)
-    return TomoData(volume_shape=(n, n, n), voxel_size=V, euler=euler, shifts=torch.zeros(tilts, 2),
-                    energy=300e3, semiangle=0.021, aberrations={"C10": 100.0},
-                    positions=torch.as_tensor(pos, dtype=torch.float32).expand(tilts, -1, -1),
-                    haadf_positions=torch.as_tensor(pos, dtype=torch.float32).expand(tilts, -1, -1))
-
-
-def _blobs(n: int) -> torch.Tensor:
-    z, x, y = torch.meshgrid(*(torch.arange(n, dtype=torch.float32),) * 3, indexing="ij")
-    vol = torch.zeros(n, n, n)
-    for c, h in (((6.0, 7.0, 8.0), 150.0), ((9.5, 9.0, 6.0), 60.0)):
-        vol += h * torch.exp(-((z - c[0]) ** 2 + (x - c[1]) ** 2 + (y - c[2]) ** 2) / 1.5)
-    return vol
-
-
-def _self_consistent_data() -> tuple[TomoData, torch.Tensor]:
-    """Tiny data made by MSET's own forward model from two Gaussian blobs, and the blobs."""
-    data, truth = _tiny_data(), _blobs(16)
-    model = MultisliceTomography(data, 16, 16)
-    with torch.no_grad():
-        model.volume.copy_(truth)
-        data.patterns = torch.stack([model(t, torch.arange(len(data.positions[0])))
-                                     for t in range(3)])
-    return data, truth
-
-
 def test_mset_recovers_its_own_forward_model():
-    data, truth = _self_consistent_data()
+    data, truth = self_consistent_data()
     variant, cfg = variant_params({"name": "mset", "iterations": 25, "lr": 1.0})
     rec = variant.run(data, cfg, 0, False)
     assert rec.history.loss[-1] < 0.05 * rec.history.loss[0]
@@ -91,7 +62,7 @@ def test_mset_recovers_its_own_forward_model():
 def test_mset_chunks_give_the_same_reconstruction():
     """``chunk_size`` only changes how a batch is evaluated: same line-search steps, same
     volume (to float32 summation order)."""
-    data, truth = _self_consistent_data()
+    data, truth = self_consistent_data()
     volumes = []
     for chunk in (None, 7):
         variant, cfg = variant_params({"name": "mset", "iterations": 3, "lr": 1.0,
@@ -103,7 +74,7 @@ def test_mset_chunks_give_the_same_reconstruction():
 
 @pytest.mark.parametrize("name", ["resire", "sirt"])
 def test_linear_baselines_recover_a_volume_from_exact_projections(name):
-    data, truth = _tiny_data(tilts=9, step=V), _blobs(16)
+    data, truth = tiny_data(tilts=9, step=V), blobs(16)
     data.euler[:, 1] = torch.linspace(-np.pi / 2, np.pi / 2, 10)[:-1]
     with torch.no_grad():
         data.haadf = LinearTomography(data)(truth).reshape(9, 16, 16)
@@ -116,7 +87,7 @@ def test_linear_baselines_recover_a_volume_from_exact_projections(name):
 def test_resire_from_a_coarse_scan_has_no_striped_null_space():
     """ADF images at twice the voxel step are resampled onto every voxel column: RESIRE then
     fills the rows the scan skipped (point sampling alone leaves them empty)."""
-    data, truth = _tiny_data(tilts=9, step=2 * V), _blobs(16)
+    data, truth = tiny_data(tilts=9, step=2 * V), blobs(16)
     data.euler[:, 1] = torch.linspace(-np.pi / 2, np.pi / 2, 10)[:-1]
     with torch.no_grad():
         data.haadf = LinearTomography(data)(truth).reshape(9, 8, 8)
@@ -167,10 +138,10 @@ def test_mset_forward_is_the_textbook_multislice_of_the_binned_volume():
     of ``Δz`` (V_s the slice's mean potential), far field, centre crop. Catches any mix-up of
     slice, position and object-state axes (a slice-as-state bug gave a 3x larger error on
     abTEM data); the single-slice model of the same volume differs clearly."""
-    data = _tiny_data(n=16, tilts=1)
+    data = tiny_data(n=16, tilts=1)
     data.euler.zero_()
     data.aberrations = {"C10": 0.0}
-    vol = _blobs(16) * 40.0
+    vol = blobs(16) * 40.0
     n_slices, idx = 4, torch.tensor([0, 5, 37])
     model = MultisliceTomography(data, n_slices, 12)
     with torch.no_grad():
@@ -243,7 +214,7 @@ def test_mset_on_the_shared_model_makes_the_same_updates(monkeypatch):
     the former full-field model to float32 rounding, step by step, for MSET and SSET."""
     import reconstruct.variants.mset as mset
 
-    data, _ = _self_consistent_data()
+    data, _ = self_consistent_data()
     for name in ("mset", "sset"):
         variant, cfg = variant_params({"name": name, "iterations": 3, "lr": 1.0})
         ours = variant.run(data, cfg, 0, False)

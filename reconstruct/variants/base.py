@@ -54,12 +54,17 @@ class Variant:
 VARIANTS: dict[str, Variant] = {}
 
 
+def add_unique(registry: dict[str, Any], item: Any, kind: str) -> Any:
+    """Add ``item`` to ``registry`` under ``item.name``; a name is registered once."""
+    if item.name in registry:
+        raise KeyError(f"{kind} {item.name!r} registered twice")
+    registry[item.name] = item
+    return item
+
+
 def register_variant(variant: Variant) -> Variant:
     """Add ``variant`` to :data:`VARIANTS` (names are unique)."""
-    if variant.name in VARIANTS:
-        raise KeyError(f"variant {variant.name!r} registered twice")
-    VARIANTS[variant.name] = variant
-    return variant
+    return add_unique(VARIANTS, variant, "variant")
 
 
 def variant_params(params: Mapping[str, Any] | Any) -> tuple[Variant, Any]:
