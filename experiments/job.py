@@ -69,12 +69,12 @@ def run_benchmark(cfg: dict[str, Any], out_dir: Path, device: torch.device) -> d
     except DivergenceError as exc:
         error, rec = f"diverged: {exc}", Reconstruction(history=exc.history)
     estimates = rec.estimates()
+    if estimates:  # saved before scoring: a scorer's failure never loses the reconstruction
+        save_estimates(out_dir / "estimates.npz", estimates)
     truth = Truth(ds)
     result = score_or_fail(estimates, error, truth, scoring)
     record = public(run_record(variant, rec, time.perf_counter() - t0) | result
                     | {"dataset_key": ds.key, "device": str(device)})
-    if estimates:
-        save_estimates(out_dir / "estimates.npz", estimates)
     save_figure(loss_figure(rec.history.loss), out_dir / "loss.png")
     score_figures(out_dir, estimates, result, truth)
     atomic_write_json(out_dir / "provenance.json", provenance(cfg) | {"dataset_key": ds.key})

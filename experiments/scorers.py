@@ -150,8 +150,15 @@ def score_vibration(est: Estimates, truth: Truth, cfg: ScoringConfig) -> dict[st
     phases = np.asarray(est["object_states"], float).sum(axis=1)  # [K, X, Y] V Å
     sampling = np.asarray(est["object_sampling"], float)
     com = column_com(phases, columns, float(sampling[0]), est["object_origin"],
-                     radius=cfg.column_radius)
-    spread = vibration_spread(com, columns_from_atoms(snaps, columns, cfg.column_radius))
+                     radius=cfg.column_radius)  # [K, C, 2]
+    true = columns_from_atoms(snaps, columns, cfg.column_radius)  # [M, C, 2]
+    # columns outside the object states' field of view (or with no atoms) are left out
+    keep = np.all(np.isfinite(com), axis=(0, 2)) & np.all(np.isfinite(true), axis=(0, 2))
+    if not keep.any():
+        nan = float("nan")
+        return {"vibration_rms_pm": nan, "true_vibration_rms_pm": nan, "vibration_ratio": nan,
+                "n_columns": 0}
+    spread = vibration_spread(com[:, keep], true[:, keep])
     ok = np.isfinite(spread["ratio"])
     return {"vibration_rms_pm": float(np.mean(spread["rms_A"][ok]) * 100),
             "true_vibration_rms_pm": float(np.mean(spread["true_rms_A"][ok]) * 100),

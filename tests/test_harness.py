@@ -19,6 +19,7 @@ from hydra import compose, initialize_config_dir
 from experiments.collect import collect, to_markdown
 from experiments.figures import summary_figure
 from experiments.schema import register_configs
+from experiments.scoring import ScoringConfig, Truth, public, score_or_fail
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -89,25 +90,42 @@ def test_multirun_table_resume_and_summary_figure(tmp_path, sim_cache):
     assert out.returncode == 0 and "resire" in out.stdout
 
 
+class _FakeDataset:
+    """The truth of 41 O (Z = 8) and 54 Ba (Z = 56) atoms on a line, 3 Å apart."""
+
+    meta = {"voxel_size_A": 0.4, "origin_xyz_A": [0.0, 0.0, 0.0]}
+
+    def __init__(self) -> None:
+        pos = np.zeros((95, 3))
+        pos[:, 0] = 3.0 * np.arange(95)
+        self.arrays = {"truth/positions": pos, "truth/numbers": np.array([8] * 41 + [56] * 54)}
+
+    def has(self, name: str) -> bool:
+        return name in self.arrays
+
+    def array(self, name: str) -> np.ndarray:
+        return self.arrays[name]
+
+
 def test_collect_names_the_recall_per_species(tmp_path):
-    """Per-species recall columns are named by element symbol (Z = 8 is O, 56 is Ba), and a
-    failed job (no scores) leaves its recall empty."""
-    for alg, o, ba in (("mset", 37, 54), ("sset", 27, 54), ("resire", None, None)):
+    """The atom scorers' per-species recall columns are named by element symbol, in the table,
+    and a failed job (no scores) leaves its recall empty."""
+    ds = _FakeDataset()
+    true_pos, true_z = ds.arrays["truth/positions"], ds.arrays["truth/numbers"]
+    for alg, n_o in (("mset", 37), ("sset", 27), ("resire", None)):
         job = tmp_path / f"algorithm={alg}"
         (job / ".hydra").mkdir(parents=True)
         (job / ".hydra" / "overrides.yaml").write_text(f"- algorithm={alg}\n")
-        record = {"status": "failed" if o is None else "ok"}
-        if o is not None:
-            record["scores"] = {"per_species": {
-                "8": {"n_correct": o, "n_true": 41, "recall": o / 41},
-                "56": {"n_correct": ba, "n_true": 54, "recall": ba / 54}}}
-        (job / "metrics.json").write_text(json.dumps(record))
+        keep = np.r_[np.arange(n_o or 0), np.arange(41, 95)]  # n_o of the O atoms found
+        est = {"atoms.positions": true_pos[keep], "atoms.numbers": true_z[keep]}
+        record = score_or_fail(est, None if n_o else "diverged", Truth(ds), ScoringConfig())
+        (job / "metrics.json").write_text(json.dumps(public(record)))
     df = collect(tmp_path).set_index("algorithm")
     assert df.loc["mset", "recall_O"] == pytest.approx(37 / 41)
     assert df.loc["sset", "recall_Ba"] == pytest.approx(1.0)
     assert np.isnan(df.loc["resire", "recall_O"])
     md = to_markdown(collect(tmp_path))
-    assert "recall_Ba | recall_O |" in md and "| mset | ok | 1 | 0.9024 |" in md
+    assert "recall_Ba | recall_O |" in md and "| mset | ok |" in md and "| 0.9024 |" in md
 
 
 def test_diverging_reconstruction_is_reported_failed_not_scored(tmp_path, sim_cache):
