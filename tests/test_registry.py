@@ -169,3 +169,18 @@ def test_a_toy_atoms_method_is_one_module_one_yaml_one_line(toy_method, tmp_path
     assert again["tp"] == 0 and again["seconds_per_iteration"] == record[
         "seconds_per_iteration"]
     assert json.loads((toy / "metrics.json").read_text())["scoring"]["r_match"] == 1e-3
+
+
+def test_the_model_is_built_once_per_job(tmp_path, monkeypatch):
+    """On a cache miss (simulate) and on a hit, a job builds its atomic model once: the Σ9
+    builder runs MD, so every extra build costs minutes."""
+    import simulate.pipeline as pipeline
+
+    calls: list[int] = []
+    real = pipeline.build_model
+    monkeypatch.setattr(pipeline, "build_model", lambda cfg: calls.append(1) or real(cfg))
+    (tmp_path / "conf").mkdir()
+    for name in ("miss", "hit"):
+        calls.clear()
+        _job(tmp_path / "conf", tmp_path / name, tmp_path / "cache", "resire")
+        assert len(calls) == 1, (name, len(calls))
