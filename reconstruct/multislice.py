@@ -169,18 +169,26 @@ class MultislicePtychography(nn.Module):
 
     def exit_waves(self, indices: Tensor, transmission: Tensor | None = None) -> Tensor:
         """Exit waves ``[B, O, P, M1, M2]`` at scan positions ``indices [B]`` through the
-        object's transmission, or through ``transmission [O, S, N1, N2]`` if given."""
+        object's transmission, or through ``transmission [O, S, N1, N2]`` if given. In the
+        probe window's frame; when the window is the whole object, in the object's frame."""
         t = self.object() if transmission is None else transmission
         positions = self.positions[indices] + self.position_offset
         if self.tilt_pivot:
             tilt = self.propagator.tilt
             tilt = tilt[indices] if self.propagator.per_position_tilt else tilt
             positions = positions + self.tilt_pivot * torch.tan(tilt)
+        props = self.propagator(t.shape[1], indices)
+        if tuple(t.shape[-2:]) == self.patch_shape:
+            # the window is the whole periodic object: shift the probe (centred at M // 2) by
+            # the whole position and share the object between positions (no patch copies)
+            scale = positions.new_tensor(self.sampling)
+            half = positions.new_tensor([s // 2 for s in self.patch_shape])
+            probes = fourier_shift(self.probe(), positions / scale - half)
+            return multislice_forward(probes, [ts[None] for ts in t.unbind(1)], props)
         corners, frac = split_positions(positions, self.sampling, self.patch_shape)
         # slice by slice: each slice's gradient scatters straight into its object slice
         patches = [extract_patches(ts, corners, self.patch_shape) for ts in t.unbind(1)]
         probes = fourier_shift(self.probe(), frac)
-        props = self.propagator(t.shape[1], indices)
         return multislice_forward(probes, patches, props)
 
     def forward(self, indices: Tensor, transmission: Tensor | None = None) -> Tensor:
