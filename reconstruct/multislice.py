@@ -119,7 +119,9 @@ class MultislicePtychography(nn.Module):
 
     ``obj=None`` makes a model whose transmission is always supplied by the caller
     (``forward(indices, transmission)``), e.g. MSET's rotated and binned volume; ``sampling``
-    [Å] of the object grid is then required.
+    [Å] of the object grid is then required. A probe window as large as the (periodic) object
+    needs no patches: with ``share_whole_object`` (default) the probe is shifted by the whole
+    position and the object shared by all positions (the same patterns, faster).
 
     ``tilt_pivot`` [Å] is the depth, measured from the centre of the first slice, at which the
     scan positions hold for a tilted specimen (the depth that the tilt leaves in place): the
@@ -136,12 +138,14 @@ class MultislicePtychography(nn.Module):
         detector_shape: tuple[int, int],
         tilt_pivot: float = 0.0,
         sampling: tuple[float, float] | None = None,
+        share_whole_object: bool = True,
     ) -> None:
         super().__init__()
         if obj is None and sampling is None:
             raise ValueError("a model without an object needs the object grid's sampling")
         self.object = obj
         self.sampling = tuple(obj.sampling if sampling is None else sampling)
+        self.share_whole_object = share_whole_object
         self.probe = probe
         self.positions = nn.Parameter(positions.clone())
         self.position_offset = nn.Parameter(torch.zeros_like(positions[0]))
@@ -178,7 +182,7 @@ class MultislicePtychography(nn.Module):
             tilt = tilt[indices] if self.propagator.per_position_tilt else tilt
             positions = positions + self.tilt_pivot * torch.tan(tilt)
         props = self.propagator(t.shape[1], indices)
-        if tuple(t.shape[-2:]) == self.patch_shape:
+        if self.share_whole_object and tuple(t.shape[-2:]) == self.patch_shape:
             # the window is the whole periodic object: shift the probe (centred at M // 2) by
             # the whole position and share the object between positions (no patch copies)
             scale = positions.new_tensor(self.sampling)

@@ -127,11 +127,14 @@ def sto_case():
     return potential, positions, reference
 
 
-def test_multislice_matches_abtem_srtio3(sto_case):
+@pytest.mark.parametrize("share", [True, False], ids=["shared_object", "patches"])
+def test_multislice_matches_abtem_srtio3(sto_case, share):
+    """The probe window is the whole cell: both routes (the probe shifted over the shared
+    object, or sub-pixel probe shifts over extracted patches) match abTEM."""
     potential, positions, reference = sto_case
     model = our_model(
         np.asarray(potential.build().array), potential.sampling, positions, reference.shape[-2:],
-        aberrations=ABERRATIONS_ABTEM, slice_thickness=A_STO / 2,
+        aberrations=ABERRATIONS_ABTEM, slice_thickness=A_STO / 2, share_whole_object=share,
     )  # fmt: skip
     ours = ours_patterns(model)
     errors = [rel_l2(o, r) for o, r in zip(ours, reference, strict=True)]
@@ -154,11 +157,12 @@ def particle_case():
     return potential, positions, reference, thickness
 
 
-def test_multislice_matches_abtem_nanoparticle(particle_case):
+@pytest.mark.parametrize("share", [True, False], ids=["shared_object", "patches"])
+def test_multislice_matches_abtem_nanoparticle(particle_case, share):
     potential, positions, reference, thickness = particle_case
     assert thickness > 35.0
     slices = np.asarray(potential.build().array)
-    kwargs = dict(aberrations={"defocus": 40.0}, slice_thickness=2.0)
+    kwargs = dict(aberrations={"defocus": 40.0}, slice_thickness=2.0, share_whole_object=share)
     model = our_model(slices, potential.sampling, positions, reference.shape[-2:], **kwargs)
     ours = ours_patterns(model)
     errors = [rel_l2(o, r) for o, r in zip(ours, reference, strict=True)]
