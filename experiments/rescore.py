@@ -39,11 +39,11 @@ def parse_settings(items: list[str]) -> dict[str, Any]:
 def rescore_job(job_dir: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
     """Re-score one job directory in place; returns the new record (None if not a job)."""
     metrics, prov = job_dir / "metrics.json", job_dir / "provenance.json"
-    estimates = load_estimates(job_dir / "estimates.npz")
-    if not (metrics.is_file() and prov.is_file() and estimates):
+    if not (metrics.is_file() and prov.is_file()):
         return None
     record = json.loads(metrics.read_text())
-    if record.get("status") != "ok":
+    estimates = load_estimates(job_dir / "estimates.npz")
+    if record.get("status") != "ok" or not estimates:
         return record
     cfg = json.loads(prov.read_text())["config"]
     cfg["scoring"] = {**cfg.get("scoring", {}), **settings}

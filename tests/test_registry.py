@@ -28,7 +28,7 @@ from omegaconf import OmegaConf
 from tiny import self_consistent_data
 
 from experiments.collect import collect, to_markdown
-from experiments.rescore import rescore_job
+from experiments.rescore import main as rescore_main
 from experiments.schema import register_configs
 from reconstruct.loop import History
 from reconstruct.variants import VARIANTS, variant_params
@@ -164,11 +164,14 @@ def test_a_toy_atoms_method_is_one_module_one_yaml_one_line(toy_method, tmp_path
     assert df.loc["bp_atoms", "tp"] == record["tp"]
     assert np.isnan(df.loc["bp_atoms", "fsc_resolution_A"])  # no volume: no FSC
     assert "| bp_atoms |" in to_markdown(collect(sweep))
-    # the estimates are saved, so the job can be re-scored without reconstructing
-    again = rescore_job(toy, {"r_match": 1e-3})
-    assert again["tp"] == 0 and again["seconds_per_iteration"] == record[
-        "seconds_per_iteration"]
-    assert json.loads((toy / "metrics.json").read_text())["scoring"]["r_match"] == 1e-3
+    # the estimates are saved, so the jobs can be re-scored without reconstructing
+    rescore_main([str(sweep), "--set", "r_match=0.001"])
+    again = json.loads((toy / "metrics.json").read_text())
+    assert again["tp"] == 0 and again["fp"] == record["tp"] + record["fp"]
+    assert again["seconds_per_iteration"] == record["seconds_per_iteration"]
+    assert again["scoring"]["r_match"] == 1e-3 and again["scorers"] == ["atoms"]
+    table = pd.read_csv(sweep / "results.csv").set_index("algorithm")
+    assert table.loc["bp_atoms", "tp"] == 0 and table.loc["resire", "tp"] == 0
 
 
 def test_the_model_is_built_once_per_job(tmp_path, monkeypatch):
