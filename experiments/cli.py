@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import hydra
 import numpy as np
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.figures import dataset_overview, save_figure
@@ -16,8 +18,8 @@ from experiments.job import run_benchmark
 from experiments.schema import DEVICES, TASKS, register_configs
 from simulate.config import NoiseConfig
 from simulate.errors import ConfigError
-from simulate.fileio import atomic_write_json
-from simulate.pipeline import SECTIONS, load_dataset, prepare, simulation_config
+from simulate.fileio import atomic_write, atomic_write_json
+from simulate.pipeline import SECTIONS, load_dataset, prepare, section, simulation_config
 from simulate.provenance import provenance
 from simulate.store import cache_key
 from simulate.validate import validate_noise
@@ -55,7 +57,7 @@ def run_job(cfg: dict[str, Any], out_dir: Path) -> dict[str, Any]:
 def simulate_job(cfg: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     """Simulate (cached) the configured tilt series and write summary, provenance and figure."""
     sim = simulation_config({k: cfg[k] for k in ("sample", *SECTIONS)})
-    noise = NoiseConfig(**cfg["noise"])
+    noise = section("noise", NoiseConfig, cfg["noise"])
     validate_noise(noise)
     device = resolve_device(cfg["device"]["name"])
     atoms = prepare(sim)
@@ -100,12 +102,37 @@ def simulate_job(cfg: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     return summary
 
 
+def record_failure(out_dir: Path, cfg: dict[str, Any], exc: BaseException) -> dict[str, Any]:
+    """Write ``metrics.json`` of a job that raised (``status: failed``, the reason) and its
+    traceback to ``error.txt``, so that the sweep's table lists it."""
+    import traceback
+
+    reason = f"{type(exc).__name__}: {exc}"
+    text = "".join(traceback.format_exception(exc))
+    atomic_write(out_dir / "error.txt", lambda p: p.write_text(text))
+    record = {"status": "failed", "error": reason, "score_keys": ["status", "error"],
+              "algorithm": (cfg.get("algorithm") or {}).get("name")}
+    atomic_write_json(out_dir / "metrics.json", record)
+    atomic_write_json(out_dir / "provenance.json", provenance(cfg))
+    return record
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> dict[str, Any]:
-    """Entry point of the ``ptychobench`` console script."""
+    """Entry point of the ``ptychobench`` console script. In a multirun a job that raises is
+    recorded as failed and the sweep goes on (its table lists the failure and the command exits
+    non-zero); a single job that raises exits non-zero with the error."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    out_dir = Path(HydraConfig.get().runtime.output_dir)
-    summary = run_job(resolved, out_dir)
+    hydra_cfg = HydraConfig.get()
+    out_dir = Path(hydra_cfg.runtime.output_dir)
+    try:
+        summary = run_job(resolved, out_dir)
+    except Exception as exc:
+        if hydra_cfg.mode != RunMode.MULTIRUN:
+            raise
+        summary = record_failure(out_dir, resolved, exc)
+        print(f"job {hydra_cfg.job.override_dirname or out_dir.name} failed: "
+              f"{summary['error']}", file=sys.stderr)
     for key, value in summary.items():
         if not isinstance(value, dict | list):
             print(f"{key:>26}: {value}")

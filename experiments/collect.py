@@ -61,10 +61,11 @@ def collect(sweep_dir: str | Path) -> pd.DataFrame:
     return df
 
 
-def _cell(v: Any) -> str:
+def _cell(v: Any, width: int = 60) -> str:
     if isinstance(v, float):
         return "" if math.isnan(v) else f"{v:.4g}"
-    return str(v)
+    text = str(v).replace("|", "/").replace("\n", " ")
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def to_markdown(df: pd.DataFrame, columns: list[str] | None = None) -> str:
@@ -76,6 +77,16 @@ def to_markdown(df: pd.DataFrame, columns: list[str] | None = None) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(_cell(r[c]) for c in cols) + " |" for _, r in df.iterrows()]
     return "\n".join(lines) + "\n"
+
+
+def summary_line(df: pd.DataFrame) -> int:
+    """Print ``N jobs: n ok, m failed`` (naming the failed ones); returns the number failed."""
+    status = df["status"] if "status" in df else pd.Series("ok", index=df.index)
+    bad = df[status != "ok"]
+    names = ", ".join(str(j) for j in bad["job"]) if "job" in bad else ""
+    print(f"{len(df)} jobs: {len(df) - len(bad)} ok, {len(bad)} failed" +
+          (f" ({names})" if len(bad) else ""))
+    return len(bad)
 
 
 def write_tables(df: pd.DataFrame, out_dir: str | Path) -> tuple[Path, Path]:
@@ -90,6 +101,7 @@ class CollectResults(Callback):
     """Hydra callback: at the end of a multirun, write and print the results table."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """Write and print the table, say how many jobs failed, and exit non-zero if any did."""
         sweep_dir = Path(config.hydra.sweep.dir)
         df = collect(sweep_dir)
         if df.empty:
@@ -98,6 +110,9 @@ class CollectResults(Callback):
         csv, _ = write_tables(df, sweep_dir)
         print(to_markdown(df))
         print(f"results: {csv}")
+        failed = summary_line(df)
+        if failed:
+            raise SystemExit(1)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -26,7 +26,7 @@ from reconstruct.variants.base import Variant, variant_params
 from simulate.config import NoiseConfig, SimulationConfig
 from simulate.errors import ConfigError
 from simulate.fileio import atomic_write_json
-from simulate.pipeline import SECTIONS, load_dataset, prepare, simulation_config
+from simulate.pipeline import SECTIONS, load_dataset, prepare, section, simulation_config
 from simulate.provenance import provenance
 from simulate.validate import validate_noise
 
@@ -55,9 +55,9 @@ def run_benchmark(cfg: dict[str, Any], out_dir: Path, device: torch.device) -> d
     if done.is_file() and not cfg.get("rerun", False):
         return json.loads(done.read_text()) | {"skipped": True}
     sim = simulation_config({k: cfg[k] for k in ("sample", *SECTIONS)})
-    noise = NoiseConfig(**cfg["noise"])
+    noise = section("noise", NoiseConfig, cfg["noise"])
     validate_noise(noise)
-    scoring = ScoringConfig(**cfg["scoring"])
+    scoring = section("scoring", ScoringConfig, cfg["scoring"])
     variant, params = variant_params(cfg["algorithm"])
     check_requirements(variant, sim)
     atoms = prepare(sim)  # the model is built once per job, and validated before any compute

@@ -21,7 +21,7 @@ from experiments.collect import collect, write_tables
 from experiments.scoring import ScoringConfig, Truth, public, score_figures, score_or_fail
 from reconstruct.result import load_estimates
 from simulate.fileio import atomic_write_json
-from simulate.pipeline import SECTIONS, load_dataset, simulation_config
+from simulate.pipeline import SECTIONS, load_dataset, section, simulation_config
 
 
 def parse_settings(items: list[str]) -> dict[str, Any]:
@@ -50,7 +50,8 @@ def rescore_job(job_dir: Path, settings: dict[str, Any]) -> dict[str, Any] | Non
     ds = load_dataset(simulation_config({k: cfg[k] for k in ("sample", *SECTIONS)}),
                       cfg["cache_dir"])
     truth = Truth(ds)
-    result = score_or_fail(estimates, None, truth, ScoringConfig(**cfg["scoring"]))
+    scoring = section("scoring", ScoringConfig, cfg["scoring"])
+    result = score_or_fail(estimates, None, truth, scoring)
     score_figures(job_dir, estimates, result, truth)
     new = {k: v for k, v in record.items() if k not in record.get("score_keys", [])}
     new = public(new | result | {"scoring": cfg["scoring"]})

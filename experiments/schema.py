@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
 
 from experiments.scoring import ScoringConfig
 from reconstruct.variants import VARIANTS
@@ -57,8 +61,30 @@ class AppConfig:
     progress: bool = True
 
 
+SWEEP_EXCLUDED = ("rerun", "progress", "hydra.")  # do not change a job's result
+
+
+def sweep_name(overrides: list[str] | None = None) -> str:
+    """A sweep directory name from the command's overrides (default: the command line), so that
+    re-running the same command resumes the same sweep: the overrides that change results,
+    sorted and joined; long ones are shortened with a digest of the whole.
+
+    As the ``ptychobench_sweep`` resolver it is evaluated once, in the launching process, and
+    cached (as Hydra's ``now``): every job of the sweep gets the same directory."""
+    args = sys.argv[1:] if overrides is None else overrides
+    kept = sorted(o for o in args if "=" in o and not o.startswith("-")
+                  and not o.lstrip("+~").startswith(SWEEP_EXCLUDED))
+    text = re.sub(r"[^A-Za-z0-9=,._+-]", "_", ",".join(kept)) or "default"
+    if len(text) > 80:
+        text = f"{text[:60]}-{hashlib.sha1(text.encode()).hexdigest()[:10]}"
+    return text
+
+
 def register_configs() -> None:
-    """Register the app schema and one schema per sample model."""
+    """Register the app schema, one schema per sample model and variant, and the
+    ``ptychobench_sweep`` resolver of the sweep directory."""
+    if not OmegaConf.has_resolver("ptychobench_sweep"):
+        OmegaConf.register_new_resolver("ptychobench_sweep", sweep_name, use_cache=True)
     cs = ConfigStore.instance()
     cs.store(name="ptychobench_schema", node=AppConfig)
     for name, (schema, _) in MODELS.items():

@@ -15,7 +15,6 @@ figures only, never to ``metrics.json``.
 from __future__ import annotations
 
 import fnmatch
-import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 
 from reconstruct.result import estimate_kinds
 from reconstruct.variants.base import add_unique
+from simulate.fileio import strict_json
 
 
 @dataclass
@@ -141,25 +141,15 @@ def score_figures(out_dir: Path, estimates: Estimates, result: dict[str, Any],
 
 def public(result: dict[str, Any]) -> dict[str, Any]:
     """``result`` without its figure-only (``_``) keys, NaN written as null (valid JSON)."""
-    return {k: _json_safe(v) for k, v in result.items() if not k.startswith("_")}
-
-
-def _json_safe(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, dict):
-        return {k: _json_safe(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_json_safe(x) for x in v]
-    return v
+    return strict_json({k: v for k, v in result.items() if not k.startswith("_")})
 
 
 def table_columns(available: Iterable[str]) -> list[str]:
-    """The results table's metric columns present in ``available``: ``status``, then each
-    scorer's headline columns in registry order (patterns expanded, sorted), then the time
-    per iteration."""
+    """The results table's metric columns present in ``available``: ``status`` (and ``error``
+    when a job failed), then each scorer's headline columns in registry order (patterns
+    expanded, sorted), then the time per iteration."""
     available = list(available)
-    out = ["status"]
+    out = ["status", "error"]
     for scorer in SCORERS.values():
         for pattern in scorer.columns:
             out += [c for c in sorted(fnmatch.filter(available, pattern)) if c not in out]

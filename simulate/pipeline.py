@@ -31,7 +31,8 @@ SECTIONS: dict[str, type] = {
 }
 
 
-def _section(name: str, schema: type, data: Any) -> Any:
+def section(name: str, schema: type, data: Any) -> Any:
+    """The dataclass ``schema`` from a mapping, refusing unknown keys by name (``name.key``)."""
     if dataclasses.is_dataclass(data) and not isinstance(data, type):
         return data
     data = dict(data or {})
@@ -50,7 +51,7 @@ def simulation_config(data: Mapping[str, Any] | C.SimulationConfig) -> C.Simulat
     for key in data:
         if key != "sample" and key not in SECTIONS:
             raise ConfigError(key, data[key], f"a key of {sorted(['sample', *SECTIONS])}")
-    sections = {k: _section(k, s, data.get(k)) for k, s in SECTIONS.items()}
+    sections = {k: section(k, s, data.get(k)) for k, s in SECTIONS.items()}
     return C.SimulationConfig(sample=coerce_sample(data.get("sample") or {}), **sections)
 
 

@@ -12,20 +12,25 @@ Layout of ``<cache_dir>/<key>/`` (documented in docs/dataset_format.md):
 - ``manifest.json``: every file with its size and BLAKE2b digest, written last.
 
 An entry is written into a temporary sibling directory and renamed into place, so a killed
-writer leaves no entry. On open the manifest is checked; a missing, truncated or altered file
-makes the entry invalid, and :func:`get_dataset` rebuilds it.
+writer leaves no entry (its temporary directory is removed by the next writer of the key).
+Writers of one key hold the key's file lock (``.<key>.lock``), so concurrent runs simulate it
+once. On open the manifest is checked; a missing, truncated or altered file makes the entry
+invalid, and :func:`get_dataset` rebuilds it, saying so in one line on stderr.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import math
 import os
 import shutil
+import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +39,7 @@ import zarr
 from ase import Atoms
 
 from simulate.config import NoiseConfig, SimulationConfig
+from simulate.errors import ConfigError
 from simulate.noise import apply_dose, electrons_per_position
 from simulate.provenance import package_versions, provenance
 from simulate.tiltseries import TiltSeries
@@ -266,14 +272,61 @@ class Dataset:
 Simulator = Callable[[SimulationConfig], tuple[TiltSeries, Atoms]]
 
 
-def get_dataset(cfg: SimulationConfig, cache_dir: str | Path, simulator: Simulator) -> Dataset:
-    """Return the cached dataset for ``cfg``, simulating (once) if absent or invalid."""
-    path = Path(cache_dir).expanduser() / cache_key(cfg)
-    if path.exists():
+def check_cache_dir(cache_dir: str | Path) -> Path:
+    """The cache directory, created if needed; :class:`ConfigError` unless it is writable."""
+    path = Path(cache_dir).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError("cache_dir", str(cache_dir),
+                          f"a writable directory ({exc.strerror or exc})") from exc
+    return path
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` (``flock``): concurrent runs of one key wait here."""
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
         try:
-            return Dataset(path)
-        except (CorruptEntry, KeyError, ValueError, OSError):
-            shutil.rmtree(path, ignore_errors=True)
-    ts, atoms = simulator(cfg)
-    write_dataset(path, ts, atoms, cfg, path.name)
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _open_valid(path: Path) -> Dataset | None:
+    """The entry at ``path`` if it passes its manifest; an invalid one is removed, saying so."""
+    if not path.exists():
+        return None
+    try:
+        return Dataset(path)
+    except (CorruptEntry, KeyError, ValueError, OSError) as exc:
+        print(f"ptychobench cache: rebuilding {path} ({exc})", file=sys.stderr)
+        shutil.rmtree(path, ignore_errors=True)
+        return None
+
+
+def get_dataset(cfg: SimulationConfig, cache_dir: str | Path, simulator: Simulator) -> Dataset:
+    """Return the cached dataset for ``cfg``, simulating (once) if absent or invalid.
+
+    A valid entry is returned without locking (so a read-only cache works). Otherwise the
+    cache directory is checked first, then the key is locked: a concurrent run of the same key
+    waits and finds the entry written; temporary directories that a killed writer of this key
+    left are removed before simulating.
+    """
+    path = Path(cache_dir).expanduser() / cache_key(cfg)
+    if path.exists() and (found := _open_valid(path)) is not None:
+        return found
+    root = check_cache_dir(cache_dir)
+    with _locked(root / f".{path.name}.lock"):
+        if (found := _open_valid(path)) is not None:
+            return found
+        for orphan in root.glob(f".{path.name}.*"):
+            if orphan.is_dir():  # no writer of this key runs now: we hold its lock
+                shutil.rmtree(orphan, ignore_errors=True)
+        ts, atoms = simulator(cfg)
+        write_dataset(path, ts, atoms, cfg, path.name)
     return Dataset(path)

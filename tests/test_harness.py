@@ -117,8 +117,9 @@ def test_collect_names_the_recall_per_species(tmp_path):
 def test_diverging_reconstruction_is_reported_failed_not_scored(tmp_path, sim_cache):
     res = _run(tmp_path / "sweep", sim_cache, "experiment=none", "hydra.mode=MULTIRUN",
                "algorithm.optimizer=sgd", "algorithm.lr=1e12")
-    assert res.returncode == 0, res.stderr[-3000:]
-    record = json.loads(next((tmp_path / "sweep").rglob("metrics.json")).read_text())
+    assert res.returncode != 0 and "1 jobs: 0 ok, 1 failed" in res.stdout, res.stderr[-3000:]
+    text = next((tmp_path / "sweep").rglob("metrics.json")).read_text()
+    record = json.loads(text, parse_constant=lambda c: pytest.fail(f"not strict JSON: {c}"))
     assert record["status"] == "failed" and "rmsd_pm" not in record
     assert "diverged" in record["error"] or "NaN" in record["error"]
 

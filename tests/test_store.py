@@ -95,3 +95,55 @@ def test_different_configs_never_share_a_key():
         keys.add(cache_key(cfg))
     assert len(keys) == len(changes) + 1
     assert cache_key(_cfg()) == cache_key(base)  # and the key is deterministic
+
+
+def test_an_unwritable_cache_is_refused_before_simulating(tmp_path):
+    """A cache_dir that cannot be written (here: below a file) is a named config error, raised
+    before the simulator runs."""
+    from simulate.errors import ConfigError
+
+    (tmp_path / "file").write_text("not a directory")
+    sim = CountingSimulator()
+    with pytest.raises(ConfigError, match="cache_dir"):
+        get_dataset(_cfg(), tmp_path / "file" / "cache", sim)
+    assert sim.calls == 0
+
+
+def test_orphans_of_a_killed_writer_are_removed_and_a_rebuild_is_reported(tmp_path, capsys):
+    cfg = _cfg()
+    key = cache_key(cfg)
+    orphan = tmp_path / f".{key}.x1y2z3"  # what a writer killed mid-write leaves
+    orphan.mkdir()
+    (orphan / "part").write_text("half")
+    other = tmp_path / ".0123456789abcdef01234567.q"  # another key's: not ours to remove
+    other.mkdir()
+    ds = get_dataset(cfg, tmp_path, CountingSimulator())
+    assert not orphan.exists() and other.exists()
+    victim = next(p for p in ds.path.rglob("*") if p.is_file() and p.name != MANIFEST)
+    victim.write_bytes(victim.read_bytes()[:-1])  # truncated
+    sim = CountingSimulator()
+    again = get_dataset(cfg, tmp_path, sim)
+    assert sim.calls == 1 and again.path == ds.path
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "rebuilding" in err[0] and key in err[0]
+
+
+def test_concurrent_requests_of_one_key_simulate_once(tmp_path):
+    """Two requests of one key at once: the second waits on the key's lock and then finds the
+    entry the first wrote."""
+    import threading
+    import time
+
+    class Slow(CountingSimulator):
+        def __call__(self, cfg):
+            time.sleep(1.0)
+            return super().__call__(cfg)
+
+    sim, cfg, out = Slow(), _cfg(), []
+    threads = [threading.Thread(target=lambda: out.append(get_dataset(cfg, tmp_path, sim)))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sim.calls == 1 and len(out) == 2 and out[0].path == out[1].path
