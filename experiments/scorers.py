@@ -42,6 +42,9 @@ from metrics.figures import plot_fsc, plot_intensity_histogram, plot_slab_overla
 ATOMS_TRUTH = ("truth/positions", "truth/numbers")
 ATOM_COLUMNS = ("rmsd_pm", "rmsd_offset_removed_pm", "tracing_error", "classification_rate",
                 "tp", "fp", "fn", "recall_*")
+ATOM_LABELS = {"rmsd_pm": "RMSD (pm)", "rmsd_offset_removed_pm": "RMSD, offset removed (pm)",
+               "tracing_error": "tracing error", "classification_rate": "classification",
+               "tp": "TP", "fp": "FP", "fn": "FN", "recall_*": "recall {}"}
 
 
 def atom_scores(positions: np.ndarray, numbers: np.ndarray, truth: Truth,
@@ -166,18 +169,28 @@ def score_vibration(est: Estimates, truth: Truth, cfg: ScoringConfig) -> dict[st
 
 
 for _scorer in (
-    Scorer("traced_atoms", "volume", ATOMS_TRUTH, score_traced, ATOM_COLUMNS, traced_figures),
-    Scorer("atoms", "atoms", ATOMS_TRUTH, score_atoms_directly, ATOM_COLUMNS),
-    Scorer("fsc", "volume", ("truth/potential",), score_fsc, ("fsc_resolution_A",), fsc_figure),
-    Scorer("r_factor", "r_factor", (), score_r_factor, ("r_factor",)),
-    Scorer("tilt", "tilt", ("truth/truth_tilt_mrad",), score_tilt, ("tilt_error_mrad",)),
+    Scorer("traced_atoms", "volume", ATOMS_TRUTH, score_traced, ATOM_COLUMNS, traced_figures,
+           ATOM_LABELS),
+    Scorer("atoms", "atoms", ATOMS_TRUTH, score_atoms_directly, ATOM_COLUMNS, None, ATOM_LABELS),
+    Scorer("fsc", "volume", ("truth/potential",), score_fsc, ("fsc_resolution_A",), fsc_figure,
+           {"fsc_resolution_A": "FSC 0.5 (Å)"}),
+    Scorer("r_factor", "r_factor", (), score_r_factor, ("r_factor",), None,
+           {"r_factor": "R-factor"}),
+    Scorer("tilt", "tilt", ("truth/truth_tilt_mrad",), score_tilt, ("tilt_error_mrad",), None,
+           {"tilt_error_mrad": "tilt error (mrad)"}),
     Scorer("tilt_map", "tilt_map", ("truth/truth_tilt_at_positions",), score_tilt_map,
-           ("tilt_map_error_mean_mrad", "tilt_map_error_max_mrad")),
+           ("tilt_map_error_mean_mrad", "tilt_map_error_max_mrad"), None,
+           {"tilt_map_error_mean_mrad": "tilt map error (mrad)",
+            "tilt_map_error_max_mrad": "tilt map max error (mrad)"}),
     Scorer("geometry", "geometry", ("geometry/euler_deg", "geometry/shifts"), score_geometry,
-           ("shift_error_mean_A", "rotation_error_mean_deg")),
+           ("shift_error_mean_A", "rotation_error_mean_deg"), None,
+           {"shift_error_mean_A": "shift error (Å)",
+            "rotation_error_mean_deg": "rotation error (°)"}),
     Scorer("positions", "positions", ("geometry/positions",), score_positions,
-           ("position_error_rms_A",)),
+           ("position_error_rms_A",), None, {"position_error_rms_A": "position error (Å)"}),
     Scorer("vibration", "object_states", ("truth/snapshots|truth/truth_snapshots",),
-           score_vibration, ("vibration_ratio", "vibration_rms_pm", "true_vibration_rms_pm")),
+           score_vibration, ("vibration_ratio", "vibration_rms_pm", "true_vibration_rms_pm"), None,
+           {"vibration_ratio": "vibration ratio", "vibration_rms_pm": "vibration (pm)",
+            "true_vibration_rms_pm": "true vibration (pm)"}),
 ):
     register_scorer(_scorer)

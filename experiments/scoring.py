@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +82,9 @@ FigureFn = Callable[[Path, Estimates, dict[str, Any], Truth], None]
 class Scorer:
     """A registered scorer of the estimate kind ``estimate``, applicable when every array of
     ``truth`` is stored; ``columns`` are its headline metrics, in table order (``fnmatch``
-    patterns such as ``recall_*`` allowed); ``figures`` draws its figures into a job dir."""
+    patterns such as ``recall_*`` allowed); ``labels`` their headers with units in the
+    markdown table (``{}`` stands for what a pattern's ``*`` matched); ``figures`` draws its
+    figures into a job dir."""
 
     name: str
     estimate: str
@@ -90,6 +92,7 @@ class Scorer:
     score: ScoreFn
     columns: tuple[str, ...]
     figures: FigureFn | None = None
+    labels: dict[str, str] = field(default_factory=dict)
 
     def applies(self, estimates: Estimates, truth: Truth) -> bool:
         return self.estimate in estimate_kinds(estimates) and all(truth.has(t) for t in self.truth)
@@ -155,6 +158,21 @@ def table_columns(available: Iterable[str]) -> list[str]:
             out += [c for c in sorted(fnmatch.filter(available, pattern)) if c not in out]
     out.append("seconds_per_iteration")
     return [c for c in out if c in available]
+
+
+RUN_LABELS = {"status": "status", "error": "error", "seconds_per_iteration": "s/iteration"}
+
+
+def column_label(column: str) -> str:
+    """The markdown header of a results column: the scorer's label with units, else the name."""
+    if column in RUN_LABELS:
+        return RUN_LABELS[column]
+    for scorer in SCORERS.values():
+        for pattern, label in scorer.labels.items():
+            if fnmatch.fnmatchcase(column, pattern):
+                star = pattern.index("*") if "*" in pattern else len(pattern)
+                return label.format(column[star:len(column) - (len(pattern) - star - 1)])
+    return column
 
 
 from experiments import scorers as _builtin  # noqa: E402,F401  (registers the built-in scorers)

@@ -30,9 +30,9 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from reconstruct.linesearch import BacktrackingGD
+from simulate.progress import progress_bar
 
 GROUP_NAMES = (
     "object", "probe", "positions", "tilt", "slice_thickness", "angles", "shifts", "atoms",
@@ -242,7 +242,7 @@ def optimize(
     allowed = {id(p): p.requires_grad for params in groups.values() for p in params}
     optimizers = _build_optimizers(groups, settings)
     history, reference, start = History(), None, time.perf_counter()
-    bar = tqdm(range(n_iter), disable=not progress, desc="reconstruct")
+    bar = progress_bar(range(n_iter), "reconstruct", progress)
     try:
         for it in bar:
             active = {name for name, cfg in settings.items() if cfg.active(it)}

@@ -16,11 +16,11 @@ import numpy as np
 from ase import Atoms
 from numpy.typing import NDArray
 from scipy import ndimage
-from tqdm.auto import tqdm
 
 from simulate.config import MicroscopeConfig, ScanConfig, SimulationConfig, TiltConfig
 from simulate.geometry import transform_positions
 from simulate.physics import wavelength
+from simulate.progress import progress_bar
 
 FloatArray = NDArray[np.float64]
 
@@ -231,7 +231,7 @@ def simulate_tilt_series(atoms: Atoms, cfg: SimulationConfig, progress: bool = T
     rng = np.random.default_rng([cfg.scan.seed, 2])
     true_pos = grid[None] + cfg.scan.jitter * rng.standard_normal((len(euler), *grid.shape))
     diffs, adfs = [], []
-    for j in tqdm(range(len(euler)), desc="abTEM tilts", disable=not progress):
+    for j in progress_bar(range(len(euler)), "abTEM tilts", progress):
         d, a, ang = simulate_tilt(
             atoms, cfg, euler[j], shifts[j], true_pos[j], seed=cfg.phonons.seed * 100003 + j
         )

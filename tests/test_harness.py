@@ -64,7 +64,12 @@ def test_multirun_table_resume_and_summary_figure(tmp_path, sim_cache):
     df = collect(sweep)
     assert sorted(df["algorithm"]) == ["mset", "resire"]
     assert "algorithm" in df.attrs["swept"] and "| mset |" in to_markdown(df)
-    assert (sweep / "results.md").read_text().count("\n") == 4  # header, rule, 2 rows
+    md = (sweep / "results.md").read_text().splitlines()
+    assert sum(line.startswith("|") for line in md) == 4  # header, rule, 2 rows
+    assert "RMSD (pm)" in md[0]  # headers carry units
+    rmsd = collect(sweep).set_index("algorithm")["rmsd_pm"]
+    order = " < ".join(rmsd.sort_values().index)
+    assert md[-1].startswith("RMSD: ") and " < ".join(md[-1][6:].split(" ")[::3][:2]) == order
     stamps = {p: p.stat().st_mtime_ns for p in sweep.rglob("metrics.json")}
     again = _run(sweep, sim_cache, "algorithm=mset,resire")
     assert again.returncode == 0 and "skipped: True" in again.stdout
@@ -111,7 +116,7 @@ def test_collect_names_the_recall_per_species(tmp_path):
     assert df.loc["sset", "recall_Ba"] == pytest.approx(1.0)
     assert np.isnan(df.loc["resire", "recall_O"])
     md = to_markdown(collect(tmp_path))
-    assert "recall_Ba | recall_O |" in md and "| mset | ok |" in md and "| 0.9024 |" in md
+    assert "recall Ba | recall O |" in md and "| mset | ok |" in md and "| 0.902 |" in md
 
 
 def test_diverging_reconstruction_is_reported_failed_not_scored(tmp_path, sim_cache):

@@ -63,3 +63,25 @@ def test_ordering_scores_do_not_regress(ordering_table, algorithm):
     rows = ordering_table[ordering_table["algorithm"] == algorithm]
     assert rows["rmsd_pm"].max() <= rmsd * RMSD_MARGIN
     assert rows["tracing_error"].max() <= trace + TRACING_MARGIN
+
+
+def test_the_default_job_is_the_ordering_regression_at_one_seed():
+    """``ptychobench`` with no arguments runs the conditions this regression checks (seed 0)
+    over MSET, SSET and RESIRE, so its first table shows paper 001's ordering (measured: about
+    a minute on 2 cores, first simulation included; README)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from experiments.schema import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        default = compose(config_name="config", return_hydra_config=True)
+        ordering = compose(config_name="config", overrides=["experiment=ordering",
+                                                            "noise.seed=0"])
+    params = dict(default.hydra.sweeper.params)
+    assert default.hydra.mode.name == "MULTIRUN"
+    assert params == {"algorithm": "mset,sset,resire", "noise.seed": "0"}
+    job = OmegaConf.to_container(default, resolve=False)
+    job.pop("hydra")
+    assert job == OmegaConf.to_container(ordering, resolve=False)
