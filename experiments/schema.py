@@ -6,6 +6,7 @@ import hashlib
 import re
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -16,6 +17,7 @@ from reconstruct.variants import VARIANTS
 from simulate import config as C
 from simulate.models import MODELS
 
+CONF = Path(__file__).resolve().parents[1] / "conf"
 DEVICES = ("auto", "cpu", "cuda")
 TASKS = ("benchmark", "simulate")
 
@@ -91,3 +93,5 @@ def register_configs() -> None:
         cs.store(group="sample", name=f"{name}_schema", node=schema)
     for name, variant in VARIANTS.items():
         cs.store(group="algorithm", name=f"{name}_schema", node=variant.schema)
+        if not (CONF / "algorithm" / f"{name}.yaml").is_file():  # e.g. a plugin's variant:
+            cs.store(group="algorithm", name=name, node=variant.schema)  # its schema defaults

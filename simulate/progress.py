@@ -27,7 +27,7 @@ class LogProgress:
         self.iterable, self.desc, self.interval = iterable, desc, interval
         self.stream = sys.stderr if stream is None else stream
         self.total = len(iterable) if hasattr(iterable, "__len__") else None  # type: ignore[arg-type]
-        self.postfix, self.count, self.start = "", 0, time.monotonic()
+        self.postfix, self.count, self.start, self.closed = "", 0, time.monotonic(), False
         self.last = self.start
 
     def __iter__(self) -> Iterator[Any]:
@@ -38,6 +38,7 @@ class LogProgress:
             if now - self.last >= self.interval:
                 self.last = now
                 self._line()
+        self.close()  # the last state, also when the caller never closes
 
     def set_postfix(self, **values: Any) -> None:
         self.postfix = ", ".join(f"{k}={v}" for k, v in values.items())
@@ -49,8 +50,9 @@ class LogProgress:
               file=self.stream, flush=True)
 
     def close(self) -> None:
-        if self.count:
+        if self.count and not self.closed:
             self._line()
+        self.closed = True
 
 
 def progress_bar(iterable: Iterable[Any], desc: str, enabled: bool = True) -> Any:

@@ -229,7 +229,8 @@ class Dataset:
 
     @property
     def n_tilts(self) -> int:
-        return int(self.group["geometry/euler_deg"].shape[0])
+        # the nominal angles: an imported series may have no true geometry
+        return int(self.group["geometry/euler_nominal_deg"].shape[0])
 
     @property
     def has_haadf(self) -> bool:
