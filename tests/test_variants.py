@@ -224,3 +224,40 @@ def test_mset_on_the_shared_model_makes_the_same_updates(monkeypatch):
         assert float(ours.volume.abs().max()) > 1.0  # the volume moved
         np.testing.assert_allclose(ours.history.loss, before.history.loss, rtol=1e-5)
         torch.testing.assert_close(ours.volume, before.volume, rtol=1e-4, atol=1e-3)
+
+
+def _partial_scan(start: float, end: float, step: float = 2 * V) -> TomoData:
+    """Tiny blobs data seen by a raster over ``[start, end)`` Å only (not tiling the cell)."""
+    data, truth = tiny_data(tilts=9), blobs(16)
+    data.euler[:, 1] = torch.linspace(-np.pi / 2, np.pi / 2, 10)[:-1]
+    g = torch.arange(start, end - 1e-9, step)
+    pos = torch.stack(torch.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
+    data.haadf_positions = pos.expand(9, -1, -1)
+    with torch.no_grad():
+        data.haadf = LinearTomography(data)(truth).reshape(9, len(g), len(g))
+    return data, truth
+
+
+def test_resire_from_a_partial_coarse_scan_fills_every_scanned_column():
+    """A raster at twice the voxel step over [0.8, 5.6] Å of the 6.4 Å cell (it does not tile
+    it): every voxel column inside it is constrained (point sampling left every other plane
+    exactly empty), and the region is reconstructed as well as from the raster of the same
+    phase over the whole cell (measured 0.906 and 0.906; a raster of the other phase, which
+    undersamples these 0.35 Å blobs differently, gives 0.78 with either coverage)."""
+    variant, cfg = variant_params({"name": "resire", "iterations": 60})
+    inner = (slice(None), slice(2, 15), slice(2, 15))  # voxel columns x, y in [0.8, 5.6] Å
+    corr = {}
+    for name, (start, end) in {"partial": (0.8, 6.2), "whole": (0.0, 6.4)}.items():
+        data, truth = _partial_scan(start, end)
+        rec = variant.reconstruct(data, cfg).volume
+        planes = rec[inner].abs().sum(dim=(0, 2))  # per x row of the scanned region
+        assert bool((planes > 0).all()), (name, planes)
+        corr[name] = np.corrcoef(rec[inner].ravel(), truth[inner].ravel())[0, 1]
+    assert corr["partial"] > corr["whole"] - 0.01 and corr["partial"] > 0.85, corr
+
+
+def test_a_scan_that_cuts_the_particle_is_refused_by_name():
+    data, _ = _partial_scan(0.0, 2.8)  # stops across the first blob (x = 2.8 Å)
+    variant, cfg = variant_params({"name": "resire", "iterations": 5})
+    with pytest.raises(ConfigError, match="scan.start/end.*covers the particle"):
+        variant.reconstruct(data, cfg)

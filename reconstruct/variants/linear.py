@@ -64,13 +64,34 @@ class LinearTomography(nn.Module):
         return sample_bilinear(proj, self.coords)
 
 
+EDGE_FRACTION = 0.25  # ADF signal on a partial scan's edge, of its peak, that cuts the particle
+
+
+def _check_covers(haadf: Tensor) -> None:
+    """Refuse a scan that does not cover the particle: a partial (non-tiling) raster whose
+    edge rows or columns carry more than :data:`EDGE_FRACTION` of the peak signal (above the
+    background) at some tilt cuts the particle, and its projections cannot be fitted."""
+    low = haadf.amin(dim=(1, 2), keepdim=True)
+    img = (haadf - low) / (haadf.amax(dim=(1, 2), keepdim=True) - low).clamp_min(1e-30)
+    edge = torch.stack([img[:, 0].amax(-1), img[:, -1].amax(-1), img[:, :, 0].amax(-1),
+                        img[:, :, -1].amax(-1)], -1).amax(-1)  # [T]
+    worst = int(edge.argmax())
+    if float(edge[worst]) > EDGE_FRACTION:
+        raise ConfigError("scan.start/end", "a partial raster",
+                          f"a scan that covers the particle: at tilt {worst} its edge carries "
+                          f"{float(edge[worst]):.0%} of the peak ADF signal (at most "
+                          f"{EDGE_FRACTION:.0%})")
+
+
 def _measured(data: TomoData) -> tuple[Tensor, Tensor | None]:
     """The ADF signals ``[T, P]`` to fit and their coordinates (None: the scan positions).
 
-    A raster coarser than the voxel that tiles the cell is resampled (bilinearly, periodically)
-    onto every voxel column, as one interpolates images to the reconstruction's pixel size
-    before RESIRE: point-sampling the projection at a 2x coarser step would leave every other
-    row and column of the volume unconstrained (a striped null space).
+    A raster coarser than the voxel is resampled bilinearly onto the voxel columns it covers,
+    as one interpolates images to the reconstruction's pixel size before RESIRE:
+    point-sampling the projection at a 2x coarser step would leave every other row and column
+    of the volume unconstrained (a striped null space). A raster that tiles the cell is
+    resampled periodically onto every column; a partial one onto the columns inside it, after
+    :func:`_check_covers`.
     """
     t, v = data.n_tilts, data.voxel_size
     nx, ny = data.volume_shape[1:]
@@ -80,14 +101,20 @@ def _measured(data: TomoData) -> tuple[Tensor, Tensor | None]:
     pos = data.haadf_positions.reshape(t, sx, sy, 2)
     step = torch.stack([pos[0, min(1, sx - 1), 0, 0] - pos[0, 0, 0, 0],
                         pos[0, 0, min(1, sy - 1), 1] - pos[0, 0, 0, 1]])
-    tiles = torch.allclose(step * torch.tensor([sx, sy], device=step.device),
-                           torch.tensor([nx * v, ny * v], device=step.device), rtol=1e-4)
-    if not tiles or bool((step <= v * (1 + 1e-6)).all()):
+    shape = torch.tensor([sx, sy], device=step.device)
+    tiles = torch.allclose(step * shape, torch.tensor([nx * v, ny * v], device=step.device),
+                           rtol=1e-4)
+    if not tiles:
+        _check_covers(data.haadf)
+    if bool((step <= v * (1 + 1e-6)).all()):
         return data.haadf.reshape(t, -1), None
     i, j = torch.meshgrid(torch.arange(nx, device=data.device),
                           torch.arange(ny, device=data.device), indexing="ij")
-    pix = torch.stack([i, j], -1).reshape(1, -1, 2).float() * v  # [1, nx ny, 2] Å
-    in_scan = ((pix - pos[:, :1, 0]) / step).expand(t, -1, -1)  # scan-pixel units
+    pix = torch.stack([i, j], -1).reshape(-1, 2).float() * v  # [nx ny, 2] Å
+    in_scan = (pix[None] - pos[:, :1, 0]) / step  # [T, nx ny, 2] scan-pixel units
+    if not tiles:  # the columns inside the raster of every tilt
+        inside = ((in_scan > -1e-4) & (in_scan < shape - 1 + 1e-4)).all(-1).all(0)
+        pix, in_scan = pix[inside], in_scan[:, inside].clamp(min=0).minimum(shape - 1)
     return sample_bilinear(data.haadf, in_scan), (pix / v).expand(t, -1, -1)
 
 
