@@ -202,9 +202,12 @@ def probe_from_aberrations(
 ) -> Tensor:
     """Real-space probe ``[M1, M2]`` complex; ``ifft2`` of :func:`fourier_probe`.
 
-    ``centered=False`` puts the probe centre at pixel (0, 0), exactly like abTEM's
-    ``Probe(...).build().array``; ``centered=True`` (what the scanning code expects) rolls it
-    to pixel ``(M1 // 2, M2 // 2)``. Normalisation: ``sum |fft2(psi)|**2 = 1``.
+    ``centered=False`` puts the probe centre at pixel (0, 0) (the inverse FFT of the Fourier
+    probe); ``centered=True`` (what the scanning code expects) rolls it to pixel
+    ``(M1 // 2, M2 // 2)``. abTEM's ``Probe(...).build().array`` is centred at ``M / 2``: the
+    same on an even grid, half a pixel further on an odd one (141.5 px on a 283 grid), so match
+    it there with ``fourier_shift(probe, [[0.5, 0.5]])``. Normalisation:
+    ``sum |fft2(psi)|**2 = 1``.
     """
     psi = torch.fft.ifft2(
         fourier_probe(shape, sampling, energy, semiangle_cutoff, aberrations, soft, device, dtype)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -105,13 +106,23 @@ class SlicedObject(nn.Module):
 
     def __init__(
         self,
-        potential: Tensor,
+        potential: Tensor | np.ndarray,
         energy: float,
         sampling: tuple[float, float],
         absorption: bool | Tensor = False,
         antialias: bool = True,
     ) -> None:
         super().__init__()
+        if not isinstance(potential, Tensor):  # e.g. abTEM's Potential.build().array
+            try:
+                potential = torch.as_tensor(np.asarray(potential, dtype=np.float32))
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"SlicedObject potential must be a tensor or an array of "
+                                f"numbers [O, S, N1, N2] or [S, N1, N2] (V Å), got "
+                                f"{type(potential).__name__}") from exc
+        if potential.dim() not in (3, 4):
+            raise ValueError(f"SlicedObject potential must be [O, S, N1, N2] or [S, N1, N2] "
+                             f"(V Å), got shape {tuple(potential.shape)}")
         potential = potential[None] if potential.dim() == 3 else potential
         self.potential = nn.Parameter(potential.clone())
         if isinstance(absorption, Tensor):

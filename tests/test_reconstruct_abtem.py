@@ -25,6 +25,7 @@ from reconstruct import (  # noqa: E402
     amplitude_loss,
     energy2sigma,
     energy2wavelength,
+    fourier_shift,
     index_batches,
     optimize,
     probe_from_aberrations,
@@ -97,19 +98,25 @@ def test_wavelength_and_sigma_match_abtem():
 
 
 @pytest.mark.parametrize("soft", [True, False])
-@pytest.mark.parametrize("gpts", [(128, 128), (96, 80)])
+@pytest.mark.parametrize("gpts", [(128, 128), (96, 80), (33, 35)])
 def test_probe_matches_abtem(soft, gpts):
+    """Centred at (M1 // 2, M2 // 2); abTEM's build is at M / 2, half a pixel further on an
+    odd grid, which a half-pixel Fourier shift restores (and without it the odd grid fails)."""
     sampling = (0.1, 0.12)
     probe = abtem.Probe(
         energy=ENERGY, semiangle_cutoff=SEMIANGLE, gpts=gpts, sampling=sampling, soft=soft,
         **ABERRATIONS_ABTEM,
     )  # fmt: skip
     reference = np.asarray(probe.build().array)
-    ours = probe_from_aberrations(
+    probe = probe_from_aberrations(
         gpts, sampling, ENERGY, SEMIANGLE * 1e-3, ABERRATIONS_ABTEM, soft=soft
-    ).numpy()
-    assert ours.dtype == np.complex64
+    )
+    assert probe.dtype == torch.complex64
+    half = torch.tensor([[g % 2 / 2 for g in gpts]])  # 0.5 px along an odd axis
+    ours = fourier_shift(probe, half)[0].numpy()
     assert rel_l2(ours, reference) <= 1e-4
+    if any(g % 2 for g in gpts):
+        assert rel_l2(probe.numpy(), reference) > 1e-2
 
 
 def test_defocus_alias_is_minus_c10():

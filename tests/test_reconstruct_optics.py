@@ -157,3 +157,21 @@ def test_object_states_average_and_modes_add():
     per_state = torch.fft.fft2(waves).abs().pow(2).sum(2)  # modes add
     expected = crop_center(per_state.mean(1), shape)  # states average
     torch.testing.assert_close(total, expected)
+
+
+def test_sliced_object_takes_a_numpy_potential_and_refuses_other_input():
+    """abTEM's ``Potential.build().array`` is numpy: it gives the same transmission as the same
+    values as a tensor; a wrong shape or a non-numeric input is refused by name."""
+    import numpy as np
+    import pytest
+
+    from reconstruct import SlicedObject
+
+    v = np.random.default_rng(0).uniform(0, 20, (2, 6, 6))
+    a = SlicedObject(v, 200e3, (0.2, 0.2))()
+    b = SlicedObject(torch.as_tensor(v, dtype=torch.float32), 200e3, (0.2, 0.2))()
+    torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="potential must be"):
+        SlicedObject(np.zeros((6, 6)), 200e3, (0.2, 0.2))
+    with pytest.raises(TypeError, match="SlicedObject potential"):
+        SlicedObject("slices.npy", 200e3, (0.2, 0.2))
