@@ -28,16 +28,39 @@ from simulate.errors import ConfigError
 from simulate.fileio import atomic_write_json
 from simulate.pipeline import SECTIONS, load_dataset, prepare, section, simulation_config
 from simulate.provenance import provenance
+from simulate.store import Dataset, open_dataset
 from simulate.validate import validate_noise
 
 
-def check_requirements(variant: Variant, sim: SimulationConfig) -> None:
-    """Refuse a variant whose measurement kinds the simulation does not record."""
-    recorded = {"diffraction": sim.detector.pixelated, "haadf": sim.detector.adf}
+def check_requirements(variant: Variant, sim: SimulationConfig | None = None,
+                       ds: Dataset | None = None) -> None:
+    """Refuse a variant whose measurement kinds the simulation (or the stored dataset) does
+    not record."""
+    if ds is not None:
+        recorded = {"diffraction": ds.has_diffraction, "haadf": ds.has_haadf}
+    else:
+        recorded = {"diffraction": sim.detector.pixelated, "haadf": sim.detector.adf}
     for kind in sorted(variant.requires):
         if not recorded[kind]:
-            raise ConfigError(MEASUREMENT_KEYS[kind], False,
-                              f"true: algorithm '{variant.name}' needs the {kind} measurements")
+            key = "dataset" if ds is not None else MEASUREMENT_KEYS[kind]
+            raise ConfigError(key, str(ds.path) if ds is not None else False,
+                              f"{'a dataset with' if ds is not None else 'true:'} {kind} "
+                              f"measurements: algorithm '{variant.name}' needs them")
+
+
+def job_dataset(cfg: dict[str, Any], variant: Variant | None = None) -> Dataset:
+    """The job's dataset: the stored one named by ``dataset``, else the simulation of the
+    config (validated, the model built once, cached); refused before compute."""
+    if cfg.get("dataset"):
+        ds = open_dataset(cfg["dataset"], cfg["cache_dir"])
+        if variant is not None:
+            check_requirements(variant, ds=ds)
+        return ds
+    sim = simulation_config({k: cfg[k] for k in ("sample", *SECTIONS)})
+    if variant is not None:
+        check_requirements(variant, sim)
+    atoms = prepare(sim)  # the model is built once per job, and validated before any compute
+    return load_dataset(sim, cfg["cache_dir"], progress=bool(cfg["progress"]), atoms=atoms)
 
 
 def run_record(variant: Variant, rec: Reconstruction, seconds: float) -> dict[str, Any]:
@@ -54,14 +77,11 @@ def run_benchmark(cfg: dict[str, Any], out_dir: Path, device: torch.device) -> d
     done = out_dir / "metrics.json"
     if done.is_file() and not cfg.get("rerun", False):
         return json.loads(done.read_text()) | {"skipped": True}
-    sim = simulation_config({k: cfg[k] for k in ("sample", *SECTIONS)})
     noise = section("noise", NoiseConfig, cfg["noise"])
     validate_noise(noise)
     scoring = section("scoring", ScoringConfig, cfg["scoring"])
     variant, params = variant_params(cfg["algorithm"])
-    check_requirements(variant, sim)
-    atoms = prepare(sim)  # the model is built once per job, and validated before any compute
-    ds = load_dataset(sim, cfg["cache_dir"], progress=bool(cfg["progress"]), atoms=atoms)
+    ds = job_dataset(cfg, variant)
     data = from_dataset(ds, noise, device, kinds=variant.requires)
     t0, error = time.perf_counter(), None
     try:

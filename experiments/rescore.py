@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from experiments.collect import collect, write_tables
+from experiments.job import job_dataset
 from experiments.scoring import ScoringConfig, Truth, public, score_figures, score_or_fail
 from reconstruct.result import load_estimates
 from simulate.fileio import atomic_write_json
-from simulate.pipeline import SECTIONS, load_dataset, section, simulation_config
+from simulate.pipeline import section
 
 
 def parse_settings(items: list[str]) -> dict[str, Any]:
@@ -47,8 +48,7 @@ def rescore_job(job_dir: Path, settings: dict[str, Any]) -> dict[str, Any] | Non
         return record
     cfg = json.loads(prov.read_text())["config"]
     cfg["scoring"] = {**cfg.get("scoring", {}), **settings}
-    ds = load_dataset(simulation_config({k: cfg[k] for k in ("sample", *SECTIONS)}),
-                      cfg["cache_dir"])
+    ds = job_dataset(cfg | {"progress": False})
     truth = Truth(ds)
     scoring = section("scoring", ScoringConfig, cfg["scoring"])
     result = score_or_fail(estimates, None, truth, scoring)

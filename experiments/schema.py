@@ -60,6 +60,7 @@ class AppConfig:
     rerun: bool = False
     preset: str = "custom"
     cache_dir: str = "${oc.env:PTYCHOBENCH_CACHE,'~/.cache/ptychobench'}"
+    dataset: str | None = None  # a stored dataset (path, or key in cache_dir), not a simulation
     progress: bool = True
 
 

@@ -89,7 +89,8 @@ def from_dataset(ds: Dataset, noise: NoiseConfig, device: torch.device | str,
     not be cropped onto the reconstruction grid.
     """
     m, t = ds.meta, ds.n_tilts
-    shape = tuple(int(s) for s in ds.group["truth/potential"].shape)
+    grid = m.get("grid_shape") or ds.group["truth/potential"].shape  # imported data: the meta
+    shape = tuple(int(s) for s in grid)
     v = float(m["voxel_size_A"])
 
     def as_t(a: np.ndarray) -> Tensor:

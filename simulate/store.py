@@ -270,6 +270,19 @@ class Dataset:
         return counts / electrons if per_electron and not math.isinf(electrons) else counts
 
 
+def open_dataset(ref: str | Path, cache_dir: str | Path) -> Dataset:
+    """A stored dataset by path, or by key in ``cache_dir`` (e.g. one ``ptychobench-import``
+    wrote); :class:`ConfigError` on the ``dataset`` key if neither holds a valid one."""
+    path = Path(ref).expanduser()
+    if not path.is_dir():
+        path = Path(cache_dir).expanduser() / str(ref)
+    try:
+        return Dataset(path)
+    except (CorruptEntry, KeyError, ValueError, OSError) as exc:
+        raise ConfigError("dataset", str(ref), f"a dataset directory, or the key of one in "
+                          f"cache_dir={cache_dir} ({exc})") from exc
+
+
 Simulator = Callable[[SimulationConfig], tuple[TiltSeries, Atoms]]
 
 

@@ -54,7 +54,7 @@ def test_a_killed_sweep_resumes_when_the_same_command_runs_again(tmp_path, sim_c
     assert res.returncode == 0, res.stderr[-3000:]
     assert first[0].stat().st_mtime_ns == stamp and "skipped: True" in res.stdout
     sweeps = list(tmp_path.glob("multirun/*/*/results.csv"))
-    assert len(sweeps) == 1 and sweeps[0].parent.parent.name == "algorithms"
+    assert len(sweeps) == 1 and sweeps[0].parent.parent.name == "headline"  # the default study
     df = pd.read_csv(sweeps[0])
     assert sorted(df["algorithm"]) == ["resire", "sirt"] and (df["status"] == "ok").all()
 
