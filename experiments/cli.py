@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -15,7 +16,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments.figures import dataset_overview, save_figure
 from experiments.job import run_benchmark
-from experiments.schema import DEVICES, TASKS, register_configs
+from experiments.schema import (
+    DEVICES,
+    TASKS,
+    AppConfig,
+    DeviceConfig,
+    OutputConfig,
+    register_configs,
+)
 from simulate.config import NoiseConfig
 from simulate.errors import ConfigError
 from simulate.fileio import atomic_write, atomic_write_json
@@ -45,6 +53,12 @@ def resolve_device(name: str) -> str:
 def run_job(cfg: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     """``task=benchmark``: simulate → reconstruct → score (:func:`run_benchmark`);
     ``task=simulate``: the dataset only, with its summary and figure."""
+    allowed = {f.name for f in dataclasses.fields(AppConfig)}
+    for key in cfg:
+        if key not in allowed:
+            raise ConfigError(key, cfg[key], f"a key of {sorted(allowed)}")
+    section("device", DeviceConfig, cfg["device"])
+    section("output", OutputConfig, cfg["output"])
     if cfg["task"] not in TASKS:
         raise ConfigError("task", cfg["task"], f"one of {TASKS}")
     if cfg["task"] == "benchmark":

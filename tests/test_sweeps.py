@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["scale=ci", "sample.diameter=6.0", "scan.step=1.6", "tilts.count=2",
@@ -76,8 +77,10 @@ def test_a_failing_job_is_listed_and_the_sweep_exits_non_zero(tmp_path, sim_cach
     assert "ConfigError" in (job / "error.txt").read_text()
 
 
-def test_an_unknown_key_is_refused_by_name(tmp_path):
-    res = subprocess.run(_cmd("experiment=none", "+noise.dosee=5"), env=_env(tmp_path / "c"),
+@pytest.mark.parametrize("key", ["noise.dosee", "output.figure", "device.nmae", "seeed"])
+def test_an_unknown_key_is_refused_by_name(tmp_path, key):
+    res = subprocess.run(_cmd("experiment=none", f"+{key}=5"), env=_env(tmp_path / "c"),
                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert res.returncode != 0 and "noise.dosee" in res.stderr and "TypeError" not in res.stderr
+    assert res.returncode != 0 and f"config key '{key}'" in res.stderr, res.stderr[-2000:]
+    assert "TypeError" not in res.stderr and "a key of [" in res.stderr  # the allowed keys
     assert not (tmp_path / "c").exists()  # before any compute
