@@ -58,7 +58,7 @@ def _run(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
 
 def test_simulate_job_end_to_end(tmp_path):
     sim = ("task=simulate", "experiment=none", "tilts.count=2", "phonons.num_configs=1",
-           "noise=poisson")
+           "noise=poisson", "scan.step=1.6")
     res = _run(tmp_path, *sim)
     assert res.returncode == 0, res.stderr[-2000:]
     run = tmp_path / "run"
@@ -84,7 +84,7 @@ def test_haadf_only_simulate_job(tmp_path):
     """A series without a pixelated detector (paper 004's HAADF tomography) stores and reports
     its ADF images; the counts follow the dose times the fraction the annulus collects."""
     sim = ("task=simulate", "experiment=none", "tilts.count=2", "phonons.num_configs=1",
-           "noise=poisson", "detector.pixelated=false", "detector.adf=true")
+           "noise=poisson", "detector.pixelated=false", "detector.adf=true", "scan.step=1.6")
     res = _run(tmp_path, *sim)
     assert res.returncode == 0, res.stderr[-2000:]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
