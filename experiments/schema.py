@@ -13,7 +13,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from experiments.scoring import ScoringConfig
-from reconstruct.variants import VARIANTS
+from reconstruct.variants import PLUGIN_VARIANTS, VARIANTS
 from simulate import config as C
 from simulate.models import MODELS
 
@@ -94,5 +94,5 @@ def register_configs() -> None:
         cs.store(group="sample", name=f"{name}_schema", node=schema)
     for name, variant in VARIANTS.items():
         cs.store(group="algorithm", name=f"{name}_schema", node=variant.schema)
-        if not (CONF / "algorithm" / f"{name}.yaml").is_file():  # e.g. a plugin's variant:
+        if name in PLUGIN_VARIANTS and not (CONF / "algorithm" / f"{name}.yaml").is_file():
             cs.store(group="algorithm", name=name, node=variant.schema)  # its schema defaults

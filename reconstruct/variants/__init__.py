@@ -18,6 +18,7 @@ from reconstruct.variants import linear, mset  # noqa: F401  (register)
 from reconstruct.variants.base import VARIANTS, Variant, register_variant, variant_params
 
 PLUGIN_GROUP = "ptychobench.variants"
+PLUGIN_VARIANTS: set[str] = set()  # names registered by plugins (selectable by schema default)
 
 
 def load_plugins() -> list[str]:
@@ -35,10 +36,12 @@ def load_plugins() -> list[str]:
         elif not isinstance(obj, Variant | ModuleType):
             raise TypeError(f"ptychobench plugin {ep.name!r} ({ep.value}) is neither a module "
                             f"nor a Variant: {type(obj).__name__}")
-    return sorted(set(VARIANTS) - before)
+    added = sorted(set(VARIANTS) - before)
+    PLUGIN_VARIANTS.update(added)
+    return added
 
 
 load_plugins()
 
-__all__ = ["PLUGIN_GROUP", "VARIANTS", "Variant", "load_plugins", "register_variant",
-           "variant_params"]
+__all__ = ["PLUGIN_GROUP", "PLUGIN_VARIANTS", "VARIANTS", "Variant", "load_plugins",
+           "register_variant", "variant_params"]
