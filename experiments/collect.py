@@ -21,7 +21,7 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from experiments.scoring import column_label, table_columns
+from experiments.scoring import column_label, ranking_column, table_columns
 from simulate.fileio import atomic_write
 
 HIDDEN = ("job", "progress")
@@ -82,10 +82,12 @@ def to_markdown(df: pd.DataFrame, columns: list[str] | None = None) -> str:
     return "\n".join(lines) + "\n" + ("\n" + "\n".join(ranking) + "\n" if ranking else "")
 
 
-def ranking_lines(df: pd.DataFrame, swept: list[str], by: str = "rmsd_pm") -> list[str]:
-    """One line per setting of the other swept parameters: the algorithms ordered by RMSD,
-    e.g. ``RMSD: mset 9.4 < sset 10.4 < resire 25.1 pm``, when the algorithm is swept."""
-    if "algorithm" not in swept or by not in df:
+def ranking_lines(df: pd.DataFrame, swept: list[str]) -> list[str]:
+    """One line per setting of the other swept parameters: the algorithms ordered by the
+    scorers' ranking column (:func:`experiments.scoring.ranking_column`), e.g.
+    ``RMSD (pm): mset 9.4 < sset 10.4 < resire 25.1``, when the algorithm is swept."""
+    by = ranking_column(df.columns)
+    if "algorithm" not in swept or by is None:
         return []
     ok = df[df["status"] == "ok"] if "status" in df else df
     others = [c for c in swept if c != "algorithm"]
@@ -98,7 +100,7 @@ def ranking_lines(df: pd.DataFrame, swept: list[str], by: str = "rmsd_pm") -> li
         where = ", ".join(f"{c}={v}" for c, v in zip(others, np.atleast_1d(key), strict=False))
         text = " < ".join(f"{a} {_cell(v)}" for a, v in zip(ranked["algorithm"], ranked[by],
                                                            strict=True))
-        out.append(f"RMSD: {text} pm" + (f" ({where})" if where else ""))
+        out.append(f"{column_label(by)}: {text}" + (f" ({where})" if where else ""))
     return out
 
 

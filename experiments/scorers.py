@@ -170,8 +170,9 @@ def score_vibration(est: Estimates, truth: Truth, cfg: ScoringConfig) -> dict[st
 
 for _scorer in (
     Scorer("traced_atoms", "volume", ATOMS_TRUTH, score_traced, ATOM_COLUMNS, traced_figures,
-           ATOM_LABELS),
-    Scorer("atoms", "atoms", ATOMS_TRUTH, score_atoms_directly, ATOM_COLUMNS, None, ATOM_LABELS),
+           ATOM_LABELS, rank_by="rmsd_pm"),
+    Scorer("atoms", "atoms", ATOMS_TRUTH, score_atoms_directly, ATOM_COLUMNS, None, ATOM_LABELS,
+           rank_by="rmsd_pm"),
     Scorer("fsc", "volume", ("truth/potential",), score_fsc, ("fsc_resolution_A",), fsc_figure,
            {"fsc_resolution_A": "FSC 0.5 (Å)"}),
     Scorer("r_factor", "r_factor", (), score_r_factor, ("r_factor",), None,

@@ -84,7 +84,8 @@ class Scorer:
     ``truth`` is stored; ``columns`` are its headline metrics, in table order (``fnmatch``
     patterns such as ``recall_*`` allowed); ``labels`` their headers with units in the
     markdown table (``{}`` stands for what a pattern's ``*`` matched); ``figures`` draws its
-    figures into a job dir."""
+    figures into a job dir; ``rank_by`` names a column (lower is better) that orders the
+    algorithms in the table's summary line."""
 
     name: str
     estimate: str
@@ -93,6 +94,7 @@ class Scorer:
     columns: tuple[str, ...]
     figures: FigureFn | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    rank_by: str | None = None  # the column (lower is better) that orders the algorithms
 
     def applies(self, estimates: Estimates, truth: Truth) -> bool:
         return self.estimate in estimate_kinds(estimates) and all(truth.has(t) for t in self.truth)
@@ -161,6 +163,12 @@ def table_columns(available: Iterable[str]) -> list[str]:
 
 
 RUN_LABELS = {"status": "status", "error": "error", "seconds_per_iteration": "s/iteration"}
+
+
+def ranking_column(available: Iterable[str]) -> str | None:
+    """The first registered scorer's ``rank_by`` column present in ``available``."""
+    cols = set(available)
+    return next((s.rank_by for s in SCORERS.values() if s.rank_by in cols), None)
 
 
 def column_label(column: str) -> str:

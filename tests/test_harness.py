@@ -69,7 +69,8 @@ def test_multirun_table_resume_and_summary_figure(tmp_path, sim_cache):
     assert "RMSD (pm)" in md[0]  # headers carry units
     rmsd = collect(sweep).set_index("algorithm")["rmsd_pm"]
     order = " < ".join(rmsd.sort_values().index)
-    assert md[-1].startswith("RMSD: ") and " < ".join(md[-1][6:].split(" ")[::3][:2]) == order
+    head, ranked = md[-1].split(": ", 1)
+    assert head == "RMSD (pm)" and " < ".join(ranked.split(" ")[::3][:2]) == order
     stamps = {p: p.stat().st_mtime_ns for p in sweep.rglob("metrics.json")}
     again = _run(sweep, sim_cache, "algorithm=mset,resire")
     assert again.returncode == 0 and "skipped: True" in again.stdout
