@@ -37,7 +37,7 @@ from metrics import (
     trace_atoms,
     vibration_spread,
 )
-from metrics.figures import plot_fsc, plot_intensity_histogram, plot_slab_overlay
+from metrics.figures import plot_fsc, plot_intensity_histogram, plot_slab_overlay, plot_tilt_map
 
 ATOMS_TRUTH = ("truth/positions", "truth/numbers")
 ATOM_COLUMNS = ("rmsd_pm", "rmsd_offset_removed_pm", "tracing_error", "classification_rate",
@@ -128,6 +128,14 @@ def score_tilt_map(est: Estimates, truth: Truth, cfg: ScoringConfig) -> dict[str
             "tilt_map_error_max_mrad": float(mag.max())}
 
 
+def tilt_map_figure(out_dir: Path, est: Estimates, result: dict[str, Any], truth: Truth) -> None:
+    """The recovered tilt map beside the true one, and their profiles (paper 002 Figs 6-7)."""
+    tilt = np.asarray(est["tilt_map"], dtype=float)
+    true = truth.array("truth/truth_tilt_at_positions")[0].reshape(tilt.shape)
+    component = int(np.nanargmax(np.nanstd(true, axis=(0, 1))))  # the axis that varies
+    save_figure(plot_tilt_map(tilt, true, component), out_dir / "tilt_map.png")
+
+
 def score_geometry(est: Estimates, truth: Truth, cfg: ScoringConfig) -> dict[str, Any]:
     err = alignment_errors(est["geometry.shifts"], est["geometry.euler_deg"],
                            truth.array("geometry/shifts"), truth.array("geometry/euler_deg"))
@@ -180,7 +188,7 @@ for _scorer in (
     Scorer("tilt", "tilt", ("truth/truth_tilt_mrad",), score_tilt, ("tilt_error_mrad",), None,
            {"tilt_error_mrad": "tilt error (mrad)"}),
     Scorer("tilt_map", "tilt_map", ("truth/truth_tilt_at_positions",), score_tilt_map,
-           ("tilt_map_error_mean_mrad", "tilt_map_error_max_mrad"), None,
+           ("tilt_map_error_mean_mrad", "tilt_map_error_max_mrad"), tilt_map_figure,
            {"tilt_map_error_mean_mrad": "tilt map error (mrad)",
             "tilt_map_error_max_mrad": "tilt map max error (mrad)"}),
     Scorer("geometry", "geometry", ("geometry/euler_deg", "geometry/shifts"), score_geometry,
@@ -195,3 +203,5 @@ for _scorer in (
             "true_vibration_rms_pm": "true vibration (pm)"}),
 ):
     register_scorer(_scorer)
+
+from experiments import scorers_ptycho as _ptycho  # noqa: E402,F401  (registers them)

@@ -209,20 +209,27 @@ def columns_from_atoms(
         return out[:, :-1] / counts[None, :-1, None]
 
 
-def atom_columns(positions: ArrayLike, radius: float = 0.5) -> np.ndarray:
+def atom_columns(positions: ArrayLike, radius: float = 0.5,
+                 box: ArrayLike | None = None) -> np.ndarray:
     """Atomic columns along the beam: the mean (x, y) of each group of atoms whose (x, y) lie
     within ``radius`` Å of one another (single linkage).
 
     Args:
         positions: ``[N, 3]`` (x, y, z) or ``[N, 2]`` atom positions in Å.
         radius: largest lateral distance in Å between neighbours of one column.
+        box: ``(Lx, Ly)`` Å of a laterally periodic cell: distances are minimum-image, so
+            that a (tilted) column crossing the cell edge stays one column; centres are
+            returned inside ``[0, L)``.
 
     Returns:
         ``[C, 2]`` column positions (x, y) in Å, sorted by x then y.
     """
     xy = check_points("positions", positions)[:, :2]
     radius = check_positive("radius", radius)
-    pairs = cKDTree(xy).query_pairs(radius, output_type="ndarray")
+    size = None if box is None else np.asarray(box, dtype=np.float64).reshape(2)
+    if size is not None:
+        xy = np.mod(xy, size)
+    pairs = cKDTree(xy, boxsize=size).query_pairs(radius, output_type="ndarray")
     label = np.arange(len(xy))
     for _ in range(len(xy)):  # propagate the smallest label through the pairs (union-find)
         low = np.minimum(label[pairs[:, 0]], label[pairs[:, 1]]) if len(pairs) else None
@@ -232,8 +239,13 @@ def atom_columns(positions: ArrayLike, radius: float = 0.5) -> np.ndarray:
         np.minimum.at(label, pairs[:, 1], low)
         label = label[label]
     _, col = np.unique(label, return_inverse=True)
+    if size is not None:  # each atom's minimum image about the first atom of its column
+        first = xy[np.unique(col, return_index=True)[1]][col]
+        xy = first + (xy - first) - size * np.round((xy - first) / size)
     counts = np.bincount(col)
     centres = np.stack([np.bincount(col, weights=xy[:, d]) / counts for d in range(2)], -1)
+    if size is not None:
+        centres = np.mod(centres, size)
     return centres[np.lexsort((centres[:, 1], centres[:, 0]))]
 
 

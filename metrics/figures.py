@@ -197,3 +197,46 @@ def plot_column_scatter(
         ax.set_aspect("equal", adjustable="datalim")
     return _finish(fig, path)
 
+
+
+def plot_tilt_map(
+    tilt_map: ArrayLike,
+    true_map: ArrayLike | None = None,
+    component: int = 0,
+    step: float = 1.0,
+    path: PathLike = None,
+) -> Figure:
+    """A recovered tilt map and its profile (paper 002 Figs 6D, 7C-D).
+
+    Panels: the recovered ``component`` (0: θx, 1: θy) in mrad over the scan, the true map if
+    given, and the profile averaged along the scan's y axis against x (recovered and true).
+
+    Args:
+        tilt_map: ``[sx, sy, 2]`` mrad. true_map: same shape, NaN where undefined (vacuum).
+        step: scan step in Å (the profile's x axis).
+    """
+    tilt = np.asarray(tilt_map, dtype=np.float64)
+    if tilt.ndim != 3 or tilt.shape[-1] != 2:
+        raise ValueError(f"tilt_map must have shape [sx, sy, 2], got {tilt.shape}")
+    true = None if true_map is None else np.asarray(true_map, dtype=np.float64)
+    maps = [("recovered", tilt)] + ([("true", true)] if true is not None else [])
+    fig = Figure(figsize=(3.2 * (len(maps) + 1), 2.8))
+    finite = np.concatenate([m[..., component][np.isfinite(m[..., component])] for _, m in maps])
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    name = "θx" if component == 0 else "θy"
+    for k, (label, m) in enumerate(maps):
+        ax = fig.add_subplot(1, len(maps) + 1, k + 1)
+        im = ax.imshow(m[..., component].T, origin="lower", cmap="coolwarm", vmin=lo, vmax=hi)
+        ax.set_title(f"{label} {name} (mrad)", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    ax = fig.add_subplot(1, len(maps) + 1, len(maps) + 1)
+    x = np.arange(tilt.shape[0]) * step
+    for (label, m), style in zip(maps, ("o-", "k--"), strict=False):
+        with np.errstate(invalid="ignore"):
+            ax.plot(x, np.nanmean(m[..., component], axis=1), style, ms=3, label=label)
+    ax.set_xlabel("x (Å)")
+    ax.set_ylabel(f"{name} (mrad)")
+    ax.legend(frameon=False, fontsize=7)
+    return _finish(fig, path)

@@ -72,11 +72,13 @@ class TomoData:
                          if a is not None)
 
 
-def crop_patterns(patterns: np.ndarray, n: int) -> np.ndarray:
-    """Crop fftshifted ``[..., k, k]`` patterns to ``n × n`` keeping k = 0 at index ``n // 2``."""
-    k = patterns.shape[-1]
-    a = k // 2 - n // 2
-    return patterns[..., a:a + n, a:a + n]
+def crop_patterns(patterns: np.ndarray, n: int | tuple[int, int]) -> np.ndarray:
+    """Crop fftshifted ``[..., k1, k2]`` patterns to ``n1 × n2`` (``n`` for both) keeping
+    k = 0 at index ``(n1 // 2, n2 // 2)``; each axis is cropped about its own centre."""
+    n1, n2 = (n, n) if isinstance(n, int) else n
+    k1, k2 = patterns.shape[-2:]
+    a1, a2 = k1 // 2 - n1 // 2, k2 // 2 - n2 // 2
+    return patterns[..., a1:a1 + n1, a2:a2 + n2]
 
 
 def from_dataset(ds: Dataset, noise: NoiseConfig, device: torch.device | str,
@@ -106,10 +108,13 @@ def from_dataset(ds: Dataset, noise: NoiseConfig, device: torch.device | str,
     )
     nominal = ds.array("geometry/positions_nominal")
     if "diffraction" in kinds and ds.has_diffraction:
-        if not math.isclose(m["reciprocal_sampling_invA"][0] * shape[1] * v, 1.0, rel_tol=1e-6):
-            raise ValueError("detector sampling is not 1 / (cell extent): cannot crop to the grid")
+        for axis in (0, 1):
+            if not math.isclose(m["reciprocal_sampling_invA"][axis] * shape[1 + axis] * v, 1.0,
+                                rel_tol=1e-6):
+                raise ValueError("detector sampling is not 1 / (cell extent): cannot crop to "
+                                 "the grid")
         raw = ds.measurements(noise, realisation, "diffraction", per_electron=True)
-        n = min(raw.shape[-1], shape[1])
+        n = (min(raw.shape[-2], shape[1]), min(raw.shape[-1], shape[2]))
         data.patterns = as_t(crop_patterns(raw.reshape(t, -1, *raw.shape[-2:]), n))
         data.positions = as_t(nominal)
     if "haadf" in kinds and ds.has_haadf:

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from reconstruct.data import TomoData
-from reconstruct.loop import GroupSettings, optimize
+from reconstruct.loop import GroupSettings, flush_denormals, optimize
 from reconstruct.optics import MixedProbe, probe_from_aberrations
 from reconstruct.propagation import Propagator
 from reconstruct.result import Reconstruction
@@ -53,20 +53,33 @@ def build_probe(data: TomoData, n_modes: int = 1, learn_occupations: bool = Fals
 
 
 def build_propagator(data: TomoData, n_slices: int, antialias: bool = False,
-                     shape: tuple[int, int] | None = None) -> Propagator:
+                     shape: tuple[int, int] | None = None, thickness: float | None = None,
+                     tilt: Tensor | None = None, per_position_thickness: int | None = None,
+                     centred: bool = False) -> Propagator:
     """Fresnel propagator (groups ``slice_thickness``, ``tilt``) for ``n_slices`` equal slices
-    through the cell depth, on a window ``shape`` (default the cell) of voxel-sized pixels."""
+    through ``thickness`` Å (default the cell depth), on a window ``shape`` (default the cell)
+    of voxel-sized pixels; ``tilt`` ``[2]`` or ``[K, 2]`` rad (default none);
+    ``per_position_thickness=K`` makes a thickness map of ``K`` scan positions; ``centred``
+    places the slab's middle at the cell's middle depth (the probe's defocus refers to the cell
+    entrance, as in the simulation)."""
     nz, v = data.volume_shape[0], data.voxel_size
     shape = shape or tuple(data.volume_shape[1:])
-    return Propagator(shape, (v, v), data.energy, nz * v / n_slices, antialias=antialias,
-                      device=data.device)
+    dz = torch.tensor((thickness or nz * v) / n_slices)
+    if per_position_thickness:
+        dz = dz.expand(per_position_thickness, 1)
+    return Propagator(shape, (v, v), data.energy, dz, tilt=tilt, antialias=antialias,
+                      device=data.device, centre_depth=nz * v / 2 if centred else None)
 
 
 def nonnegative(name: str) -> Constraint:
-    """A constraint clamping the model attribute ``name`` (a tensor) to ``>= 0``."""
+    """A constraint clamping the model attribute ``name`` (a tensor; dotted for a
+    submodule's, e.g. ``object.potential``) to ``>= 0``."""
 
     def clamp(model: nn.Module, iteration: int) -> None:
-        getattr(model, name).clamp_(min=0.0)
+        target = model
+        for part in name.split("."):
+            target = getattr(target, part)
+        target.clamp_(min=0.0)
 
     return clamp
 
@@ -112,7 +125,7 @@ def fit(problem: Problem, iterations: int, seed: int, progress: bool,
                        chunk_size=chunk_size)
     quality = None
     if problem.residual is not None:
-        with torch.no_grad():
+        with torch.no_grad(), flush_denormals():
             quality = r_factor(problem.residual(problem.model))
     estimates = {k: v.detach() if isinstance(v, Tensor) else v
                  for k, v in problem.estimates(problem.model).items()}

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from .optics import MixedProbe
-from .propagation import Propagator, SlicedObject, antialias_aperture
+from .propagation import Propagator, SlicedObject, antialias_aperture, propagate
 from .scanning import extract_patches, fourier_shift, split_positions
 
 
@@ -126,7 +126,10 @@ class MultislicePtychography(nn.Module):
     ``tilt_pivot`` [Å] is the depth, measured from the centre of the first slice, at which the
     scan positions hold for a tilted specimen (the depth that the tilt leaves in place): the
     probe enters at ``p + tilt_pivot * tan(theta)``. ``0`` pivots about the first slice,
-    ``(S - 1) dz / 2`` about the middle of the slab (abTEM atoms rotated about the slab centre).
+    ``(S - 1) dz / 2`` about the middle of the slab (abTEM atoms rotated about the slab centre);
+    ``"centre"`` is that middle for the current (learned, possibly per-position) thickness. With
+    the propagator's ``centre_depth`` the probe is first propagated from its defocus reference
+    plane to the first slice (:meth:`Propagator.entrance`).
     """
 
     def __init__(
@@ -136,7 +139,7 @@ class MultislicePtychography(nn.Module):
         positions: Tensor,
         propagator: Propagator,
         detector_shape: tuple[int, int],
-        tilt_pivot: float = 0.0,
+        tilt_pivot: float | str = 0.0,
         sampling: tuple[float, float] | None = None,
         share_whole_object: bool = True,
     ) -> None:
@@ -176,23 +179,31 @@ class MultislicePtychography(nn.Module):
         object's transmission, or through ``transmission [O, S, N1, N2]`` if given. In the
         probe window's frame; when the window is the whole object, in the object's frame."""
         t = self.object() if transmission is None else transmission
+        n_slices = t.shape[1]
         positions = self.positions[indices] + self.position_offset
-        if self.tilt_pivot:
-            tilt = self.propagator.tilt
-            tilt = tilt[indices] if self.propagator.per_position_tilt else tilt
-            positions = positions + self.tilt_pivot * torch.tan(tilt)
-        props = self.propagator(t.shape[1], indices)
-        if self.share_whole_object and tuple(t.shape[-2:]) == self.patch_shape:
+        pivot = (self.propagator.pivot(n_slices, indices) if self.tilt_pivot == "centre"
+                 else self.tilt_pivot)
+        if isinstance(pivot, Tensor) or pivot:
+            pivot = torch.as_tensor(pivot, dtype=positions.dtype, device=positions.device)
+            shift = torch.tan(self.propagator.tilts(indices))
+            positions = positions + (pivot[..., None] if pivot.dim() else pivot) * shift
+        props = self.propagator(n_slices, indices)
+        whole = self.share_whole_object and tuple(t.shape[-2:]) == self.patch_shape
+        if whole:
             # the window is the whole periodic object: shift the probe (centred at M // 2) by
             # the whole position and share the object between positions (no patch copies)
             scale = positions.new_tensor(self.sampling)
             half = positions.new_tensor([s // 2 for s in self.patch_shape])
             probes = fourier_shift(self.probe(), positions / scale - half)
-            return multislice_forward(probes, [ts[None] for ts in t.unbind(1)], props)
-        corners, frac = split_positions(positions, self.sampling, self.patch_shape)
-        # slice by slice: each slice's gradient scatters straight into its object slice
-        patches = [extract_patches(ts, corners, self.patch_shape) for ts in t.unbind(1)]
-        probes = fourier_shift(self.probe(), frac)
+            patches = [ts[None] for ts in t.unbind(1)]
+        else:
+            corners, frac = split_positions(positions, self.sampling, self.patch_shape)
+            # slice by slice: each slice's gradient scatters straight into its object slice
+            patches = [extract_patches(ts, corners, self.patch_shape) for ts in t.unbind(1)]
+            probes = fourier_shift(self.probe(), frac)
+        entrance = self.propagator.entrance(n_slices, indices)
+        if entrance is not None:  # from the defocus reference plane to the first slice
+            probes = propagate(probes, entrance[:, None] if entrance.dim() == 3 else entrance)
         return multislice_forward(probes, patches, props)
 
     def forward(self, indices: Tensor, transmission: Tensor | None = None) -> Tensor:

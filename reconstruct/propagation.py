@@ -146,9 +146,16 @@ class SlicedObject(nn.Module):
 class Propagator(nn.Module):
     """Propagators between slices with learnable thickness and tilt.
 
-    Parameters: ``slice_thickness`` ``[S]`` or ``[]`` [Å]; ``tilt`` ``[2]`` (one per dataset)
-    or ``[K, 2]`` (one per scan position) [rad]. Buffers: ``kx [M1, 1]``, ``ky [1, M2]`` [1/Å]
-    and the antialias ``mask [M1, M2]`` (abTEM multiplies its propagator by it).
+    Parameters: ``slice_thickness`` ``[]`` (one for all slices), ``[S]`` (per slice) or
+    ``[K, 1]`` (one per scan position, shared by its slices: a thickness map) [Å]; ``tilt``
+    ``[2]`` (one per dataset) or ``[K, 2]`` (one per scan position) [rad]. Buffers: ``kx [M1,
+    1]``, ``ky [1, M2]`` [1/Å] and the antialias ``mask [M1, M2]`` (abTEM multiplies its
+    propagator by it).
+
+    ``centre_depth`` [Å] (optional) places the sliced slab with its middle at that depth below
+    the plane where the probe's defocus is defined (the entrance of the simulation cell):
+    :meth:`entrance` then returns the free-space propagator over the distance from that plane
+    to the first slice, ``centre_depth - (S - 1) dz / 2``, which follows a learned thickness.
     """
 
     def __init__(
@@ -161,6 +168,7 @@ class Propagator(nn.Module):
         antialias: bool = True,
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
+        centre_depth: float | None = None,
     ) -> None:
         super().__init__()
         self.wavelength = energy2wavelength(energy)
@@ -170,25 +178,60 @@ class Propagator(nn.Module):
         mask = antialias_aperture(shape, sampling, device=device, dtype=dtype)
         self.register_buffer("mask", mask if antialias else None)
         thickness = torch.as_tensor(slice_thickness, dtype=dtype, device=device).clone()
+        if thickness.dim() == 2 and thickness.shape[1] != 1:
+            raise ValueError(f"a per-position slice thickness is [K, 1], got "
+                             f"{tuple(thickness.shape)}")
         self.slice_thickness = nn.Parameter(thickness)
         tilt = torch.zeros(2, dtype=dtype, device=device) if tilt is None else tilt.clone()
         self.tilt = nn.Parameter(tilt.to(device=device, dtype=dtype))
+        self.centre_depth = centre_depth
 
     @property
     def per_position_tilt(self) -> bool:
         return self.tilt.dim() == 2
 
+    @property
+    def per_position_thickness(self) -> bool:
+        return self.slice_thickness.dim() == 2
+
+    def thickness(self, n_slices: int, indices: Tensor | None = None) -> Tensor:
+        """Slice thicknesses [Å]: ``[S]``, or ``[B, S]`` for a thickness map."""
+        dz = self.slice_thickness
+        if self.per_position_thickness:
+            dz = dz if indices is None else dz[indices]
+            return dz.expand(-1, n_slices)
+        return dz.expand(n_slices) if dz.dim() == 0 else dz
+
+    def tilts(self, indices: Tensor | None = None) -> Tensor:
+        """The tilt [rad]: ``[2]``, or ``[B, 2]`` for a tilt map."""
+        if self.per_position_tilt and indices is not None:
+            return self.tilt[indices]
+        return self.tilt
+
     def forward(self, n_slices: int, indices: Tensor | None = None) -> Tensor:
         """Propagators for the ``n_slices`` slice steps.
 
-        Returns ``[S, M1, M2]`` for a dataset tilt, or ``[B, S, M1, M2]`` for per-position
-        tilts (``indices [B]`` select the scan positions).
+        Returns ``[S, M1, M2]`` for a dataset tilt and thickness, or ``[B, S, M1, M2]`` for a
+        tilt map or a thickness map (``indices [B]`` select the scan positions).
         """
-        dz = self.slice_thickness
-        dz = dz.expand(n_slices) if dz.dim() == 0 else dz
-        if self.per_position_tilt:
-            tilt = self.tilt if indices is None else self.tilt[indices]
-            prop = fresnel_propagator(self.kx, self.ky, self.wavelength, dz, tilt[:, None, :])
-        else:
-            prop = fresnel_propagator(self.kx, self.ky, self.wavelength, dz, self.tilt)
+        dz, tilt = self.thickness(n_slices, indices), self.tilts(indices)
+        if tilt.dim() == 2:
+            tilt = tilt[:, None, :]  # [B, 1, 2] against the slices
+            dz = dz if dz.dim() == 2 else dz[None]
+        elif dz.dim() == 2:
+            tilt = tilt[None, None]
+        prop = fresnel_propagator(self.kx, self.ky, self.wavelength, dz, tilt)
         return prop if self.mask is None else prop * self.mask
+
+    def entrance(self, n_slices: int, indices: Tensor | None = None) -> Tensor | None:
+        """Free-space propagator ``[M1, M2]`` (``[B, M1, M2]`` for a thickness map) from the
+        defocus reference plane to the first slice, or None without ``centre_depth``."""
+        if self.centre_depth is None:
+            return None
+        distance = self.centre_depth - self.pivot(n_slices, indices)
+        return fresnel_propagator(self.kx, self.ky, self.wavelength, distance)
+
+    def pivot(self, n_slices: int, indices: Tensor | None = None) -> Tensor:
+        """Depth of the slab's middle below the first slice, ``(S - 1) dz / 2`` [Å] (``[]`` or
+        ``[B]``): where a tilt leaves the scan positions in place."""
+        return self.thickness(n_slices, indices)[..., :-1].sum(-1) / 2

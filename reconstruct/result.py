@@ -14,7 +14,8 @@ Estimates (all optional):
 - ``probe`` ``[P, M1, M2]`` complex: the probe modes (centred at ``M // 2``).
 - ``tilt`` ``[2]`` (θx, θy) mrad, one specimen mistilt; ``tilt_map`` ``[sx, sy, 2]`` mrad, one
   per scan position.
-- ``slice_thickness``: Å, a scalar or a per-position map ``[sx, sy]``.
+- ``slice_thickness`` ``[S]`` Å, the slices' thicknesses (their sum is the specimen's);
+  ``thickness_map`` ``[sx, sy]`` Å, the specimen thickness at each scan position.
 - ``geometry``: :class:`GeometryEstimate` (Euler angles ``[T, 3]`` degrees, per-tilt shifts
   ``[T, 2]`` Å); ``positions`` ``[T, P, 2]`` Å: refined scan positions.
 - ``r_factor``: ``Σ|I_obs − I_cal| / Σ|I_obs|`` of the fitted model against the data it
@@ -59,7 +60,7 @@ class GeometryEstimate:
 
 
 ESTIMATES = ("volume", "atoms", "object_states", "probe", "tilt", "tilt_map",
-             "slice_thickness", "geometry", "positions", "r_factor")
+             "slice_thickness", "thickness_map", "geometry", "positions", "r_factor")
 _NESTED = {"atoms": AtomsEstimate, "geometry": GeometryEstimate}
 _SIDE = ("object_sampling", "object_origin")  # how to read object_states
 
@@ -80,6 +81,7 @@ class Reconstruction:
     tilt: ArrayOrTensor | None = None
     tilt_map: ArrayOrTensor | None = None
     slice_thickness: ArrayOrTensor | float | None = None
+    thickness_map: ArrayOrTensor | None = None
     geometry: GeometryEstimate | None = None
     positions: ArrayOrTensor | None = None
     r_factor: float | None = None

@@ -164,3 +164,14 @@ def scan_grid(
     x = start[0] + step[0] * torch.arange(n[0], device=device, dtype=dtype)
     y = start[1] + step[1] * torch.arange(n[1], device=device, dtype=dtype)
     return torch.stack(torch.meshgrid(x, y, indexing="ij"), dim=-1).reshape(-1, 2)
+
+
+def raster_shape(positions: Tensor, tol: float = 1e-3) -> tuple[int, int]:
+    """``(sx, sy)`` of raster positions ``[sx sy, 2]`` [Å] in :func:`scan_grid` order (x slow):
+    the number of distinct x values (to ``tol`` Å). Raises ``ValueError`` for a non-raster."""
+    xs = torch.unique(torch.round(positions[:, 0] / tol))
+    sx = int(xs.numel())
+    sy = positions.shape[0] // max(sx, 1)
+    if sx * sy != positions.shape[0]:
+        raise ValueError(f"{positions.shape[0]} positions are not a raster of {sx} rows")
+    return sx, sy

@@ -47,8 +47,9 @@ def test_phantom_paper_presets_validate(sample):
 
 
 TRUTH = {  # builder truth that each dataset must carry, beyond positions and numbers
-    "srtio3": ["truth_tilt_mrad"],
-    "srtio3_gradient": ["truth_tilt_profile", "truth_tilt_map", "truth_tilt_at_positions"],
+    "srtio3": ["truth_tilt_mrad", "truth_thickness_A"],
+    "srtio3_gradient": ["truth_tilt_profile", "truth_tilt_map", "truth_tilt_at_positions",
+                        "truth_thickness_A"],
     "cu_pair": ["truth_tilt_regions", "truth_tilt_map", "truth_tilt_at_positions"],
     "si_sigma9": ["snapshots", "truth_boundary_x", "truth_md", "truth_strain"],
     "pt_decahedron": ["truth_fivefold_axis"],

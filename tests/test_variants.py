@@ -178,7 +178,7 @@ class _FullFieldMSET(torch.nn.Module):
     cell-sized probe at pixel 0 shifted to each position by a Fourier phase ramp (no patch
     extraction), the same rotation, binning and multislice recursion."""
 
-    def __init__(self, data: TomoData, n_slices: int, n_pattern: int) -> None:
+    def __init__(self, data: TomoData, n_slices: int, n_pattern: tuple[int, int]) -> None:
         from reconstruct.fit import build_geometry
         from reconstruct.propagation import Propagator
 
@@ -205,7 +205,7 @@ class _FullFieldMSET(torch.nn.Module):
         trans = transmission(bin_slices(rotated, self.n_slices, self.voxel), self.sigma)
         probes = fourier_shift(self.probe[None], self.shifts_px[tilt, indices])
         waves = multislice_forward(probes, trans[:, None, None], self.prop(self.n_slices))
-        return crop_center(farfield_intensity(waves), (self.n_pattern,) * 2)
+        return crop_center(farfield_intensity(waves), tuple(self.n_pattern))
 
 
 def test_mset_on_the_shared_model_makes_the_same_updates(monkeypatch):

@@ -75,14 +75,15 @@ class MultisliceTomography(nn.Module):
     to ``[T P, 2]``; its window is the whole cell). ``forward(tilt, indices [B])`` returns model
     patterns ``[B, n, n]`` per incident electron (k = 0 at ``n // 2``)."""
 
-    def __init__(self, data: TomoData, n_slices: int, n_pattern: int) -> None:
+    def __init__(self, data: TomoData, n_slices: int, n_pattern: int | tuple[int, int]) -> None:
         super().__init__()
+        n_pattern = (n_pattern,) * 2 if isinstance(n_pattern, int) else tuple(n_pattern)
         v = data.voxel_size
         self.volume = nn.Parameter(torch.zeros(data.volume_shape, device=data.device))
         self.geometry = build_geometry(data)
         self.ptycho = MultislicePtychography(
             None, build_probe(data), data.positions.reshape(-1, 2),
-            build_propagator(data, n_slices), (n_pattern, n_pattern), sampling=(v, v))
+            build_propagator(data, n_slices), n_pattern, sampling=(v, v))
         self.sigma, self.voxel, self.n_slices = energy2sigma(data.energy), v, n_slices
         self.n_positions = int(data.positions.shape[1])
 
@@ -176,7 +177,7 @@ def n_slices_for(cfg: MSETConfig, data: TomoData) -> int:
 
 def run(data: TomoData, cfg: MSETConfig, seed: int, progress: bool) -> Reconstruction:
     """Reconstruct with MSET/SSET through the shared fit layer."""
-    model = MultisliceTomography(data, n_slices_for(cfg, data), data.patterns.shape[-1])
+    model = MultisliceTomography(data, n_slices_for(cfg, data), data.patterns.shape[-2:])
     # The paper's step sizes refer to the gradient of one pattern with 2 sigma dz set to unity
     # (its eq. B5); our loss is the mean over a batch of patterns (and over tilts).
     per_update = (cfg.batch_size or data.patterns.shape[1]) * (

@@ -68,7 +68,8 @@ class SlabConfig(SampleConfig):
 @dataclass
 class SrTiO3Config(SlabConfig):
     """Paper 002, Fig. 2: a slab (5 slices × ~2 nm) with a uniform mistilt ``tilt_x, tilt_y``
-    (mrad; the paper sweeps 0-12 mrad along x). Truth: ``truth_tilt_mrad`` = [θx, θy]."""
+    (mrad; the paper sweeps 0-12 mrad along x). Truth: ``truth_tilt_mrad`` = [θx, θy] and
+    ``truth_thickness_A`` = [unit cells × a] (also for the tilt-gradient slab)."""
 
     name: str = "srtio3"
     tilt_x: float = 12.0
@@ -135,6 +136,12 @@ def _unit_cells(cfg: SlabConfig) -> int:
     return nz
 
 
+def slab_thickness(cfg: SlabConfig) -> NDArray[np.float64]:
+    """The slab's thickness along the beam, ``[1]`` Å: its unit cells times a (what APP's
+    slices times their thickness should recover, paper 002)."""
+    return np.array([_unit_cells(cfg) * cfg.lattice_constant], dtype=np.float64)
+
+
 def perovskite_slab(cfg: SlabConfig) -> tuple[NDArray[np.str_], NDArray[np.float64]]:
     """Untilted SrTiO3 slab: symbols ``[N]`` and positions ``[N, 3]`` (Å), laterally from the
     origin, centred in z at ``cfg.cell / 2``."""
@@ -190,6 +197,7 @@ def build_srtio3(cfg: SrTiO3Config) -> Atoms:
     atoms.pbc = True
     atoms.wrap()
     atoms.info["truth_tilt_mrad"] = np.array([cfg.tilt_x, cfg.tilt_y], dtype=np.float64)
+    atoms.info["truth_thickness_A"] = slab_thickness(cfg)
     return atoms
 
 
@@ -230,6 +238,7 @@ def build_srtio3_gradient(cfg: SrTiO3GradientConfig) -> Atoms:
     tilt = tilt_profile(cfg, grid[..., 0].ravel()).reshape(*grid.shape[:2], 2)
     tilt[~footprint(atoms.positions[:, :2], grid, extent)] = np.nan
     atoms.info["truth_tilt_map"], atoms.info["truth_tilt_map_step"] = tilt, step
+    atoms.info["truth_thickness_A"] = slab_thickness(cfg)
     return atoms
 
 

@@ -1,0 +1,261 @@
+"""FPP, APP, extended APP and mixed-object multislice ptychography (papers 002 and 003).
+
+One composition of the shared layer serves all four: a :class:`SlicedObject` of ``K`` object
+states × ``S`` slices (V Å) → the shared :class:`MultislicePtychography` (mixed-state probe,
+scan positions, a :class:`Propagator` with a learnable tilt and slice thickness, the slab
+centred in the cell) → incoherent far-field intensities, fitted by the shared loop with the
+groups ``object``, ``probe``, ``positions``, ``tilt`` and ``slice_thickness``, each with its own
+learning rate and start iteration (a group with ``lr = 0`` stays fixed).
+
+| variant | learned besides the object (and, if asked, probe and positions) |
+|---|---|
+| ``fpp`` | nothing: fixed propagator (zero tilt, nominal thickness); slices post-aligned |
+| ``app`` | the specimen tilt (θx, θy) and the slice thickness (paper 002 eq. 3) |
+| ``app_map`` | a tilt per scan position with a smoothness penalty; optionally a thickness map |
+| ``mixed_object`` | ``K`` object states from distinct random starts, full batch (paper 003) |
+
+Everything else is configuration: ``mixed_object`` with ``tilt_lr > 0`` is mixed-object APP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from reconstruct.data import TomoData
+from reconstruct.fit import Problem, build_probe, build_propagator, fit, nonnegative
+from reconstruct.loop import GroupSettings, index_batches
+from reconstruct.losses import LOSSES
+from reconstruct.multislice import MultislicePtychography
+from reconstruct.propagation import SlicedObject
+from reconstruct.regularize import align_slices, butterworth_z, kz_filter, tilt_smoothness
+from reconstruct.result import Reconstruction
+from reconstruct.scanning import raster_shape
+from reconstruct.variants.base import Variant, register_variant
+from simulate.errors import ConfigError
+
+REGULARIZERS = ("none", "kz", "butterworth")
+MRAD = 1e-3
+
+
+@dataclass
+class FPPConfig:
+    """Multislice ptychography of one 4D-STEM dataset (lengths Å, tilts mrad, ``lr`` per Adam
+    step in the group's units: V Å, Å, rad).
+
+    ``n_slices`` slices through ``thickness`` (the starting specimen thickness; None = the
+    cell depth), centred at the cell's middle depth. ``probe_modes`` mixed-state probe modes
+    (``orthogonalize_probe``: SVD-orthogonalised after each update); ``object_states`` states
+    started ``state_noise`` V Å apart (uniform random, distinct per state). ``loss``
+    ``amplitude`` or ``poisson``; ``batch_size`` positions per update (None = full batch).
+    Groups: ``*_lr`` (0 = fixed) and ``*_start`` (first iteration updated). ``initial_tilt``
+    (θx, θy); ``tilt_map`` one tilt per position with ``tilt_smoothness`` (weight of the mean
+    squared neighbour difference, in mrad⁻²); ``thickness_map`` one thickness per position.
+    ``regularizer`` after each update: ``kz`` (``kz_beta``, blended with ``kz_strength``) or
+    ``butterworth`` along z; ``positivity`` keeps V >= 0 (phase positivity); ``post_align``
+    aligns the slices by cross-correlation (the FPP baseline of paper 002), each by at most
+    ``post_align_max_shift`` Å (below half a lattice period, or a crystal aligns to the wrong
+    repeat)."""
+
+    name: str = "fpp"
+    iterations: int = 100
+    n_slices: int = 4
+    thickness: float | None = None
+    probe_modes: int = 1
+    orthogonalize_probe: bool = True
+    object_states: int = 1
+    state_noise: float = 0.0
+    loss: str = "amplitude"
+    batch_size: int | None = None
+    chunk_size: int | None = None
+    object_lr: float = 20.0
+    object_start: int = 0
+    probe_lr: float = 0.0
+    probe_start: int = 10
+    positions_lr: float = 0.0
+    positions_start: int = 20
+    tilt_lr: float = 0.0
+    tilt_start: int = 0
+    thickness_lr: float = 0.0
+    thickness_start: int = 0
+    initial_tilt: list[float] = field(default_factory=lambda: [0.0, 0.0])
+    tilt_map: bool = False
+    thickness_map: bool = False
+    tilt_smoothness: float = 0.0
+    regularizer: str = "none"
+    kz_beta: float = 1.0
+    kz_strength: float = 0.1
+    butterworth_cutoff: float = 0.5
+    butterworth_order: int = 4
+    positivity: bool = True
+    post_align: bool = True
+    post_align_max_shift: float = 1.0
+    divergence_factor: float = 10.0
+
+
+@dataclass
+class APPConfig(FPPConfig):
+    """APP: the tilt and the slice thickness learned in the propagator; no post-alignment."""
+
+    name: str = "app"
+    tilt_lr: float = 5e-4
+    tilt_start: int = 10
+    thickness_lr: float = 0.02
+    thickness_start: int = 10
+    post_align: bool = False
+
+
+@dataclass
+class APPMapConfig(APPConfig):
+    """Extended APP: a tilt map (one tilt per scan position) with a smoothness penalty."""
+
+    name: str = "app_map"
+    tilt_map: bool = True
+    tilt_smoothness: float = 0.01
+
+
+@dataclass
+class MixedObjectConfig(FPPConfig):
+    """Mixed-object ptychography: ``object_states`` states from distinct random starts, full
+    batch (paper 003: mini-batches break the states apart)."""
+
+    name: str = "mixed_object"
+    object_states: int = 4
+    state_noise: float = 20.0
+    post_align: bool = False
+
+
+def check(cfg: FPPConfig) -> None:
+    """Parameter combinations, refused by name before compute."""
+    for key in ("iterations", "n_slices", "probe_modes", "object_states"):
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"algorithm.{key}", getattr(cfg, key), "an integer >= 1")
+    if cfg.loss not in ("amplitude", "poisson"):
+        raise ConfigError("algorithm.loss", cfg.loss, "amplitude or poisson")
+    if cfg.regularizer not in REGULARIZERS:
+        raise ConfigError("algorithm.regularizer", cfg.regularizer, f"one of {REGULARIZERS}")
+    for key in ("object_lr", "probe_lr", "positions_lr", "tilt_lr", "thickness_lr",
+                "state_noise", "tilt_smoothness"):
+        if getattr(cfg, key) < 0:
+            raise ConfigError(f"algorithm.{key}", getattr(cfg, key), ">= 0 (0 = fixed)")
+    if cfg.thickness is not None and cfg.thickness <= 0:
+        raise ConfigError("algorithm.thickness", cfg.thickness, "null (the cell) or > 0 Å")
+    if len(cfg.initial_tilt) != 2:
+        raise ConfigError("algorithm.initial_tilt", cfg.initial_tilt, "[θx, θy] in mrad")
+    for key in ("batch_size", "chunk_size"):
+        if getattr(cfg, key) is not None and getattr(cfg, key) < 1:
+            raise ConfigError(f"algorithm.{key}", getattr(cfg, key), "null or >= 1")
+    if cfg.object_states > 1 and cfg.state_noise == 0:
+        raise ConfigError("algorithm.state_noise", 0.0,
+                          "> 0 V Å with object_states > 1: identical starts stay identical")
+
+
+def build_model(data: TomoData, cfg: FPPConfig, tilt: int = 0,
+                generator: torch.Generator | None = None) -> MultislicePtychography:
+    """The model of projection ``tilt`` of ``data`` (object on the cell's lateral grid)."""
+    nz, nx, ny = data.volume_shape
+    v, positions = data.voxel_size, data.positions[tilt]
+    k = positions.shape[0]
+    theta = torch.tensor(cfg.initial_tilt, dtype=torch.float32, device=data.device) * MRAD
+    propagator = build_propagator(
+        data, cfg.n_slices, thickness=cfg.thickness, centred=True,
+        tilt=theta.expand(k, 2).clone() if cfg.tilt_map else theta,
+        per_position_thickness=k if cfg.thickness_map else None)
+    shape = (cfg.object_states, cfg.n_slices, nx, ny)
+    start = torch.rand(shape, generator=generator) * cfg.state_noise
+    obj = SlicedObject(start.to(data.device), data.energy, (v, v), antialias=False)
+    probe = build_probe(data, cfg.probe_modes, learn_occupations=cfg.probe_modes > 1)
+    return MultislicePtychography(obj, probe, positions, propagator,
+                                  tuple(data.patterns.shape[-2:]), tilt_pivot="centre")
+
+
+def _settings(cfg: FPPConfig) -> dict[str, GroupSettings]:
+    groups = {"object": "object", "probe": "probe", "positions": "positions", "tilt": "tilt",
+              "slice_thickness": "thickness"}
+    return {group: GroupSettings(lr=getattr(cfg, f"{key}_lr"),
+                                 start_iter=getattr(cfg, f"{key}_start"))
+            for group, key in groups.items() if getattr(cfg, f"{key}_lr") > 0}
+
+
+def _constraints(cfg: FPPConfig, dz: float, sampling: tuple[float, float]) -> list:
+    out = [nonnegative("object.potential")] if cfg.positivity else []
+
+    def regularize(model: MultislicePtychography, iteration: int) -> None:
+        pot = model.object.potential
+        if cfg.regularizer == "kz":
+            pot.lerp_(kz_filter(pot, sampling, dz, cfg.kz_beta), cfg.kz_strength)
+        elif cfg.regularizer == "butterworth":
+            pot.copy_(butterworth_z(pot, cfg.butterworth_cutoff, cfg.butterworth_order))
+
+    def orthogonalize(model: MultislicePtychography, iteration: int) -> None:
+        if cfg.probe_lr > 0 and iteration >= cfg.probe_start:
+            model.probe.orthogonalize_()
+
+    out += [regularize] if cfg.regularizer != "none" else []
+    return out + ([orthogonalize] if cfg.orthogonalize_probe and cfg.probe_modes > 1 else [])
+
+
+def _loss(data: TomoData, cfg: FPPConfig, tilt: int, grid: tuple[int, int]):
+    fn, measured = LOSSES[cfg.loss], data.patterns[tilt]
+    weight = cfg.tilt_smoothness / MRAD**2
+
+    def loss(model: MultislicePtychography, indices: Tensor) -> Tensor:
+        value = fn(model(indices), measured[indices])
+        if cfg.tilt_map and weight > 0:
+            value = value + weight * tilt_smoothness(model.propagator.tilt.reshape(*grid, 2))
+        return value
+
+    return loss
+
+
+def _estimates(cfg: FPPConfig, data: TomoData, tilt: int, grid: tuple[int, int]):
+    v = data.voxel_size
+
+    def estimates(model: MultislicePtychography) -> dict:
+        states = model.object.potential.detach()
+        if cfg.post_align and cfg.n_slices > 1:
+            limit = cfg.post_align_max_shift / v
+            states = torch.stack([align_slices(s, max_shift=limit)[0] for s in states])
+        prop, n = model.propagator, cfg.n_slices
+        theta = prop.tilt.detach() / MRAD
+        out = {"object_states": states, "object_sampling": (v, v), "probe": model.probe(),
+               "tilt": theta.mean(0) if prop.per_position_tilt else theta,
+               "slice_thickness": prop.thickness(n).detach().mean(0) if
+               prop.per_position_thickness else prop.thickness(n).detach(),
+               "positions": (model.positions + model.position_offset).detach()[None]}
+        if prop.per_position_tilt:
+            out["tilt_map"] = theta.reshape(*grid, 2)
+        if prop.per_position_thickness:
+            out["thickness_map"] = prop.thickness(n).detach().sum(-1).reshape(grid)
+        return out
+
+    return estimates
+
+
+def run(data: TomoData, cfg: FPPConfig, seed: int, progress: bool) -> Reconstruction:
+    """Reconstruct the (single) projection of ``data`` through the shared fit layer."""
+    if data.n_tilts != 1:
+        raise ConfigError("tilts.angles", data.n_tilts,
+                          f"a single projection for '{cfg.name}' (a tilt series: mset, e2e)")
+    grid = raster_shape(data.positions[0]) if cfg.tilt_map or cfg.thickness_map else (0, 0)
+    model = build_model(data, cfg, generator=torch.Generator().manual_seed(seed))
+    dz = float(model.propagator.thickness(cfg.n_slices).detach().mean())
+    n_pos = data.patterns.shape[1]
+    problem = Problem(
+        model, _loss(data, cfg, 0, grid), index_batches(n_pos, cfg.batch_size, device=data.device),
+        _settings(cfg), _estimates(cfg, data, 0, grid),
+        constraints=_constraints(cfg, dz, (data.voxel_size,) * 2),
+        residual=lambda m: ((data.patterns[0, c], m(c)) for c in
+                            torch.arange(n_pos, device=data.device).split(cfg.chunk_size or 256)),
+        info={"n_slices": cfg.n_slices, "object_states": cfg.object_states,
+              "probe_modes": cfg.probe_modes})
+    return fit(problem, cfg.iterations, seed, progress, cfg.divergence_factor, cfg.chunk_size)
+
+
+for _name, _schema in (("fpp", FPPConfig), ("app", APPConfig), ("app_map", APPMapConfig),
+                       ("mixed_object", MixedObjectConfig)):
+    register_variant(Variant(_name, _schema, {"diffraction"}, run, check))
+
+__all__ = ["FPPConfig", "APPConfig", "APPMapConfig", "MixedObjectConfig", "build_model", "run"]
