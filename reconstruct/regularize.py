@@ -9,7 +9,7 @@ apart, pixels of ``sampling`` Å); a tilt map ``[sx, sy, 2]`` (rad).
   ``W = 1 - (2/π) arctan(β² kz² / (kx² + ky²))``, 1 at ``kz = 0``, 0 at ``kx = ky = 0``;
 - :func:`butterworth_z`: a Butterworth low-pass along z only,
   ``W = 1 / (1 + (|kz| / kc)^(2n))``, ``kc`` a fraction of the z Nyquist frequency;
-- :func:`tilt_smoothness`: the mean squared finite difference of a tilt map (rad²);
+- :func:`tilt_smoothness`: mean squared finite differences of a tilt map (rad², per axis);
 - :func:`slice_shifts`, :func:`align_slices`: cross-correlation post-alignment of the slices
   of a fixed-propagator reconstruction (paper 002, Fig. 1C), periodic, sub-pixel.
 
@@ -63,8 +63,8 @@ def butterworth_z(x: Tensor, cutoff: float = 0.5, order: int = 4) -> Tensor:
 
 
 def tilt_smoothness(tilt_map: Tensor) -> Tensor:
-    """Mean squared difference between neighbouring entries of a tilt map ``[sx, sy, 2]``
-    (rad²), along both scan axes: the smoothness penalty of extended APP."""
+    """The mean squared difference between neighbouring entries of a tilt map ``[sx, sy, 2]``
+    (rad²) along x plus the same along y: the smoothness penalty of extended APP."""
     dx = tilt_map[1:] - tilt_map[:-1]
     dy = tilt_map[:, 1:] - tilt_map[:, :-1]
     terms = [d.pow(2).mean() for d in (dx, dy) if d.numel()]

@@ -30,9 +30,15 @@ from reconstruct.loop import GroupSettings, index_batches
 from reconstruct.losses import LOSSES
 from reconstruct.multislice import MultislicePtychography
 from reconstruct.propagation import SlicedObject
-from reconstruct.regularize import align_slices, butterworth_z, kz_filter, tilt_smoothness
+from reconstruct.regularize import (
+    align_slices,
+    butterworth_z,
+    kz_filter,
+    slice_shifts,
+    tilt_smoothness,
+)
 from reconstruct.result import Reconstruction
-from reconstruct.scanning import raster_shape
+from reconstruct.scanning import fourier_shift, raster_shape
 from reconstruct.variants.base import Variant, register_variant
 from simulate.errors import ConfigError
 
@@ -43,7 +49,8 @@ MRAD = 1e-3
 @dataclass
 class FPPConfig:
     """Multislice ptychography of one 4D-STEM dataset (lengths Å, tilts mrad, ``lr`` per Adam
-    step in the group's units: V Å, Å, rad).
+    step in the group's units: V Å, Å, rad): of a tilt series, projection ``projection``
+    (None = the one nearest 0°).
 
     ``n_slices`` slices through ``thickness`` (the starting specimen thickness; None = the
     cell depth), centred at the cell's middle depth. ``probe_modes`` mixed-state probe modes
@@ -52,14 +59,18 @@ class FPPConfig:
     ``amplitude`` or ``poisson``; ``batch_size`` positions per update (None = full batch).
     Groups: ``*_lr`` (0 = fixed) and ``*_start`` (first iteration updated). ``initial_tilt``
     (θx, θy); ``tilt_map`` one tilt per position with ``tilt_smoothness`` (weight of the mean
-    squared neighbour difference, in mrad⁻²); ``thickness_map`` one thickness per position.
+    squared neighbour difference per mrad², in units of the starting data loss);
+    ``thickness_map`` one thickness per position. ``tilt_from_slices = N`` (with a learned
+    tilt) moves, every N iterations, the tilt that the slices' relative shifts imply into the
+    propagator and re-aligns the slices (:func:`regauge_tilt`).
     ``regularizer`` after each update: ``kz`` (``kz_beta``, blended with ``kz_strength``) or
     ``butterworth`` along z; ``positivity`` keeps V >= 0 (phase positivity); ``post_align``
     aligns the slices by cross-correlation (the FPP baseline of paper 002), each by at most
     ``post_align_max_shift`` Å (below half a lattice period, or a crystal aligns to the wrong
-    repeat)."""
+    repeat); the slope of those shifts along z is FPP's tilt estimate (paper 002 Fig. 5)."""
 
     name: str = "fpp"
+    projection: int | None = None
     iterations: int = 100
     n_slices: int = 4
     thickness: float | None = None
@@ -84,6 +95,7 @@ class FPPConfig:
     tilt_map: bool = False
     thickness_map: bool = False
     tilt_smoothness: float = 0.0
+    tilt_from_slices: int = 0
     regularizer: str = "none"
     kz_beta: float = 1.0
     kz_strength: float = 0.1
@@ -104,6 +116,7 @@ class APPConfig(FPPConfig):
     tilt_start: int = 10
     thickness_lr: float = 0.02
     thickness_start: int = 10
+    tilt_from_slices: int = 10
     post_align: bool = False
 
 
@@ -193,13 +206,22 @@ def _constraints(cfg: FPPConfig, dz: float, sampling: tuple[float, float]) -> li
         if cfg.probe_lr > 0 and iteration >= cfg.probe_start:
             model.probe.orthogonalize_()
 
+    def regauge(model: MultislicePtychography, iteration: int) -> None:
+        every = cfg.tilt_from_slices
+        if iteration >= cfg.tilt_start and (iteration - cfg.tilt_start) % every == every - 1:
+            regauge_tilt(model, cfg.post_align_max_shift)
+
     out += [regularize] if cfg.regularizer != "none" else []
+    out += [regauge] if cfg.tilt_from_slices and cfg.tilt_lr > 0 and cfg.n_slices > 1 else []
     return out + ([orthogonalize] if cfg.orthogonalize_probe and cfg.probe_modes > 1 else [])
 
 
-def _loss(data: TomoData, cfg: FPPConfig, tilt: int, grid: tuple[int, int]):
+def _loss(data: TomoData, cfg: FPPConfig, tilt: int, grid: tuple[int, int], scale: float):
+    """The data loss, plus for a tilt map ``tilt_smoothness x scale`` per mrad² of mean
+    squared neighbour difference (``scale``: the starting data loss, so that the weight does
+    not depend on the dose or the detector)."""
     fn, measured = LOSSES[cfg.loss], data.patterns[tilt]
-    weight = cfg.tilt_smoothness / MRAD**2
+    weight = cfg.tilt_smoothness * scale / MRAD**2
 
     def loss(model: MultislicePtychography, indices: Tensor) -> Tensor:
         value = fn(model(indices), measured[indices])
@@ -210,16 +232,21 @@ def _loss(data: TomoData, cfg: FPPConfig, tilt: int, grid: tuple[int, int]):
     return loss
 
 
-def _estimates(cfg: FPPConfig, data: TomoData, tilt: int, grid: tuple[int, int]):
+def _estimates(cfg: FPPConfig, data: TomoData, grid: tuple[int, int]):
     v = data.voxel_size
 
     def estimates(model: MultislicePtychography) -> dict:
         states = model.object.potential.detach()
-        if cfg.post_align and cfg.n_slices > 1:
-            limit = cfg.post_align_max_shift / v
-            states = torch.stack([align_slices(s, max_shift=limit)[0] for s in states])
         prop, n = model.propagator, cfg.n_slices
         theta = prop.tilt.detach() / MRAD
+        if cfg.post_align and n > 1:
+            limit = cfg.post_align_max_shift / v
+            aligned = [align_slices(s, max_shift=limit) for s in states]
+            states = torch.stack([a for a, _ in aligned])
+            # the tilt that FPP's post-alignment implies: the slope of the slice shifts along z
+            depth = torch.cumsum(prop.thickness(n).detach().reshape(-1, n).mean(0), 0)
+            slope = _slope(depth, aligned[0][1].to(depth) * v)
+            theta = theta + torch.atan(slope) / MRAD
         out = {"object_states": states, "object_sampling": (v, v), "probe": model.probe(),
                "tilt": theta.mean(0) if prop.per_position_tilt else theta,
                "slice_thickness": prop.thickness(n).detach().mean(0) if
@@ -234,22 +261,68 @@ def _estimates(cfg: FPPConfig, data: TomoData, tilt: int, grid: tuple[int, int])
     return estimates
 
 
+@torch.no_grad()
+def regauge_tilt(model: MultislicePtychography, max_shift: float) -> Tensor:
+    """Move the tilt implied by the slices' relative shifts into the propagator.
+
+    The multislice model is unchanged, to first order in the slice thickness, by adding δ to
+    the tilt and shifting slice ``s`` by ``-(z_s - z_c) tan δ`` (``z_c`` the slab's middle,
+    where positions pivot): a tilt and sheared slices are one degree of freedom, which the
+    gradient alone leaves mostly in the slices. This finds ``tan δ`` as the slope of the
+    cross-correlation shifts of the (state-averaged) slices along z, within ``max_shift`` Å,
+    and applies it; it returns δ ``[2]`` (rad). Applied once per ``tilt_from_slices`` iterations.
+    """
+    obj, prop = model.object, model.propagator
+    n, v = obj.potential.shape[1], model.sampling[0]
+    dz = prop.thickness(n).reshape(-1, n).mean(0)
+    depth = torch.cumsum(dz, 0) - dz[0]
+    depth = depth - prop.pivot(n).mean()
+    shifts = slice_shifts(obj.potential.mean(0), max_shift=max_shift / v).to(depth) * v
+    slope = _slope(depth, shifts)
+    px = (depth[:, None] * slope[None]) / v  # [S, 2] pixels
+    for s in range(n):
+        moved = fourier_shift(obj.potential[:, s], -px[s][None].to(obj.potential))[0].real
+        obj.potential[:, s] = moved
+    delta = torch.atan(slope)
+    prop.tilt.add_(delta.to(prop.tilt))
+    return delta
+
+
+def _slope(depth: Tensor, shifts: Tensor) -> Tensor:
+    """Least-squares slope ``[2]`` of ``shifts [S, 2]`` (Å) against ``depth [S]`` (Å)."""
+    d = depth - depth.mean()
+    return (d[:, None] * (shifts - shifts.mean(0))).sum(0) / (d**2).sum()
+
+
+def choose_projection(data: TomoData, projection: int | None) -> int:
+    """The tilt index to reconstruct: ``projection``, or the tilt nearest 0° (all Euler
+    angles smallest)."""
+    if projection is None:
+        return int(torch.argmin(data.euler.abs().sum(-1)))
+    if not 0 <= projection < data.n_tilts:
+        raise ConfigError("algorithm.projection", projection,
+                          f"null or a tilt index in [0, {data.n_tilts})")
+    return projection
+
+
 def run(data: TomoData, cfg: FPPConfig, seed: int, progress: bool) -> Reconstruction:
-    """Reconstruct the (single) projection of ``data`` through the shared fit layer."""
-    if data.n_tilts != 1:
-        raise ConfigError("tilts.angles", data.n_tilts,
-                          f"a single projection for '{cfg.name}' (a tilt series: mset, e2e)")
-    grid = raster_shape(data.positions[0]) if cfg.tilt_map or cfg.thickness_map else (0, 0)
-    model = build_model(data, cfg, generator=torch.Generator().manual_seed(seed))
+    """Reconstruct one projection of ``data`` through the shared fit layer."""
+    tilt = choose_projection(data, cfg.projection)
+    grid = raster_shape(data.positions[tilt]) if cfg.tilt_map or cfg.thickness_map else (0, 0)
+    model = build_model(data, cfg, tilt, generator=torch.Generator().manual_seed(seed))
     dz = float(model.propagator.thickness(cfg.n_slices).detach().mean())
     n_pos = data.patterns.shape[1]
+    with torch.no_grad():
+        every = torch.arange(min(n_pos, 1024), device=data.device)
+        scale = float(LOSSES[cfg.loss](model(every), data.patterns[tilt, every]))
     problem = Problem(
-        model, _loss(data, cfg, 0, grid), index_batches(n_pos, cfg.batch_size, device=data.device),
-        _settings(cfg), _estimates(cfg, data, 0, grid),
+        model, _loss(data, cfg, tilt, grid, scale),
+        index_batches(n_pos, cfg.batch_size, device=data.device),
+        _settings(cfg), _estimates(cfg, data, grid),
         constraints=_constraints(cfg, dz, (data.voxel_size,) * 2),
-        residual=lambda m: ((data.patterns[0, c], m(c)) for c in
+        residual=lambda m: ((data.patterns[tilt, c], m(c)) for c in
                             torch.arange(n_pos, device=data.device).split(cfg.chunk_size or 256)),
-        info={"n_slices": cfg.n_slices, "object_states": cfg.object_states,
+        info={"projection": tilt, "n_slices": cfg.n_slices, "object_states": cfg.object_states,
               "probe_modes": cfg.probe_modes})
     return fit(problem, cfg.iterations, seed, progress, cfg.divergence_factor, cfg.chunk_size)
 
