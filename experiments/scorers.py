@@ -144,7 +144,9 @@ def tilt_map_figure(out_dir: Path, est: Estimates, result: dict[str, Any], truth
     tilt = np.asarray(est["tilt_map"], dtype=float)
     true = truth.array("truth/truth_tilt_at_positions")[0].reshape(tilt.shape)
     component = int(np.nanargmax(np.nanstd(true, axis=(0, 1))))  # the axis that varies
-    save_figure(plot_tilt_map(tilt, true, component), out_dir / "tilt_map.png")
+    pos = np.asarray(est["positions"], dtype=float).reshape(-1, 2) if "positions" in est else None
+    step = float(np.ptp(pos[:, 0]) / max(tilt.shape[0] - 1, 1)) if pos is not None else None
+    save_figure(plot_tilt_map(tilt, true, component, step), out_dir / "tilt_map.png")
 
 
 def score_geometry(est: Estimates, truth: Truth, cfg: ScoringConfig) -> dict[str, Any]:

@@ -8,10 +8,9 @@
 | ``frc`` | ``object_states`` | ``truth/potential`` | FRC 0.5 of the projected potential (Å) |
 
 The projected potential of an estimate is the mean over object states of the sum over slices
-(V Å). Column positions are measured by an iterated centre of mass of that image within
-``column_radius`` of each true column (re-centred on its own estimate, so that the window does
-not pull a column towards the truth); the lattice is periodic, so neighbours across the cell
-edge are its periodic images.
+(V Å). A column's position is its peak in that image: the brightest pixel within
+``column_radius`` of the true column, refined by a Gaussian fit to its 3 x 3 neighbourhood.
+The lattice is periodic, so neighbours across the cell edge are its periodic images.
 """
 
 from __future__ import annotations
@@ -23,16 +22,15 @@ import numpy as np
 from experiments.scoring import Estimates, Scorer, ScoringConfig, Truth, register_scorer
 from metrics import (
     atom_columns,
-    column_com,
     fourier_ring_correlation,
     radial_power_spectrum,
     resolution_at_threshold,
     srtio3_displacements,
     thickness_error_A,
 )
+from metrics.tracing import refine_peaks
 
 SR, TI, O = 38, 22, 8
-COM_PASSES = 3
 BRAGG_FLOOR = 1e-6  # rings below this fraction of the strongest ring's power are left out
 
 
@@ -69,15 +67,20 @@ def column_species(positions: np.ndarray, numbers: np.ndarray, radius: float,
 
 def measure_columns(image: np.ndarray, columns: np.ndarray, pixel: float, radius: float
                     ) -> np.ndarray:
-    """Iterated centre of mass ``[C, 2]`` Å of the periodic ``image`` around ``columns``."""
-    margin = int(np.ceil(2 * radius / pixel)) + 2
+    """Column positions ``[C, 2]`` Å in the periodic ``image``: the brightest pixel within
+    ``radius`` of each reference column, refined by a Gaussian (log-quadratic) fit on its
+    3 x 3 neighbourhood (exact for a Gaussian peak; a centre of mass in a window is pulled
+    towards the window's pixels)."""
+    margin = int(np.ceil(radius / pixel)) + 2
     padded = np.pad(image, margin, mode="wrap")
-    origin = (-margin * pixel, -margin * pixel)
-    com = columns
-    for _ in range(COM_PASSES):
-        com = column_com(padded, com, pixel, origin, radius=radius)[0]
-        com = np.where(np.isfinite(com), com, columns)
-    return com
+    centre = np.rint(columns / pixel).astype(np.intp) + margin  # [C, 2]
+    span = np.arange(-margin + 1, margin)
+    off = np.stack(np.meshgrid(span, span, indexing="ij"), -1).reshape(-1, 2)
+    off = off[np.sum((off * pixel) ** 2, axis=1) <= radius**2 + 1e-12]
+    cells = centre[:, None, :] + off[None]  # [C, W, 2]
+    best = cells[np.arange(len(cells)), np.argmax(padded[cells[..., 0], cells[..., 1]], 1)]
+    fitted, _ = refine_peaks(padded, best, "gaussian")
+    return (fitted - margin) * pixel
 
 
 def _images(points: np.ndarray, extent: np.ndarray) -> np.ndarray:

@@ -203,7 +203,7 @@ def plot_tilt_map(
     tilt_map: ArrayLike,
     true_map: ArrayLike | None = None,
     component: int = 0,
-    step: float = 1.0,
+    step: float | None = None,
     path: PathLike = None,
 ) -> Figure:
     """A recovered tilt map and its profile (paper 002 Figs 6D, 7C-D).
@@ -213,7 +213,7 @@ def plot_tilt_map(
 
     Args:
         tilt_map: ``[sx, sy, 2]`` mrad. true_map: same shape, NaN where undefined (vacuum).
-        step: scan step in Å (the profile's x axis).
+        step: scan step in Å (the profile's x axis; None: the scan row index).
     """
     tilt = np.asarray(tilt_map, dtype=np.float64)
     if tilt.ndim != 3 or tilt.shape[-1] != 2:
@@ -232,11 +232,11 @@ def plot_tilt_map(
         ax.set_yticks([])
         fig.colorbar(im, ax=ax, fraction=0.046)
     ax = fig.add_subplot(1, len(maps) + 1, len(maps) + 1)
-    x = np.arange(tilt.shape[0]) * step
+    x = np.arange(tilt.shape[0]) * (step or 1.0)
     for (label, m), style in zip(maps, ("o-", "k--"), strict=False):
         with np.errstate(invalid="ignore"):
             ax.plot(x, np.nanmean(m[..., component], axis=1), style, ms=3, label=label)
-    ax.set_xlabel("x (Å)")
+    ax.set_xlabel("x (Å)" if step else "scan row along x")
     ax.set_ylabel(f"{name} (mrad)")
     ax.legend(frameon=False, fontsize=7)
     return _finish(fig, path)

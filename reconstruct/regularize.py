@@ -121,3 +121,34 @@ def align_slices(slices: Tensor, reference: int | None = None,
     shifts = slice_shifts(slices, reference, max_shift=max_shift)
     aligned = [fourier_shift(x, -d[None])[0].real for x, d in zip(slices, shifts, strict=True)]
     return torch.stack(aligned), shifts
+
+
+def local_slice_shifts(slices: Tensor, centres: Tensor, window: int,
+                       max_shift: float | None = None) -> Tensor:
+    """Shifts ``[K, S, 2]`` (pixels) of each slice of ``slices [S, N1, N2]`` relative to the
+    middle one in a ``window``-pixel square (Hann-weighted, periodic) around each of the
+    ``centres [K, 2]`` (pixels): the local version of :func:`slice_shifts`."""
+    s, n1, n2 = slices.shape
+    offset = torch.arange(window, device=slices.device) - window // 2
+    hann = torch.hann_window(window, periodic=False, dtype=slices.dtype, device=slices.device)
+    weight = hann[:, None] * hann[None]
+    out = []
+    for c in torch.round(centres).long():
+        rows = (c[0] + offset) % n1
+        cols = (c[1] + offset) % n2
+        patch = slices[:, rows][:, :, cols]
+        patch = (patch - patch.mean(dim=(-2, -1), keepdim=True)) * weight
+        out.append(slice_shifts(patch, max_shift=max_shift, refine=1))
+    return torch.stack(out)
+
+
+def shift_field(x: Tensor, displacement: Tensor) -> Tensor:
+    """``x(r - d(r))`` for images ``x [..., N1, N2]`` and a small, smooth displacement field
+    ``displacement [..., 2, N1, N2]`` (pixels, well below one), to first order:
+    ``x - d · ∇x`` with spectral derivatives (periodic)."""
+    f1 = torch.fft.fftfreq(x.shape[-2], device=x.device, dtype=x.dtype)[:, None]
+    f2 = torch.fft.fftfreq(x.shape[-1], device=x.device, dtype=x.dtype)[None]
+    spectrum = torch.fft.fft2(x)
+    d1 = torch.fft.ifft2(spectrum * (2j * math.pi * f1)).real
+    d2 = torch.fft.ifft2(spectrum * (2j * math.pi * f2)).real
+    return x - displacement[..., 0, :, :] * d1 - displacement[..., 1, :, :] * d2

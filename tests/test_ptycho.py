@@ -249,3 +249,26 @@ def test_mixed_object_states_spread_on_moving_columns_and_not_on_static_ones():
         states = rec.object_states[:, 0].double()
         spread[moving] = float(slice_shifts(states, reference=0, max_shift=3.0)[1].norm())
     assert spread[True] > 1.0 and spread[False] < 0.5 * spread[True], spread
+
+
+def test_app_map_from_scratch_recovers_a_tilt_ramp_through_the_regauge():
+    """The whole ``app_map`` variant (object learned from a zero start, the local regauge on):
+    patterns of a known object under a tilt ramp along x (0 to 12 mrad). Measured RMS error
+    0.20 mrad; with ``tilt_from_slices: 0`` (the gradient alone) 0.94 mrad."""
+    data = tiny_projection(step=1.0, thickness=24.0)
+    _, cfg = variant_params({"name": "app_map", "n_slices": 3, "thickness": 24.0})
+    truth = build_model(data, cfg)
+    grid = raster_shape(data.positions[0])
+    ramp = torch.linspace(0, 12e-3, grid[0])[:, None].expand(grid).reshape(-1)
+    with torch.no_grad():
+        truth.object.potential.copy_(_known_object(data, 3, width=1.5))
+        truth.propagator.tilt.copy_(torch.stack([ramp, torch.zeros_like(ramp)], -1))
+        data.patterns = truth(torch.arange(data.positions.shape[1]))[None]
+    from reconstruct.variants.ptycho import run
+
+    _, cfg = variant_params({"name": "app_map", "n_slices": 3, "thickness": 24.0,
+                             "iterations": 150, "thickness_lr": 0.0, "tilt_smoothness": 0.0})
+    rec = run(data, cfg, seed=0, progress=False)
+    err = rec.tilt_map[..., 0] - ramp.reshape(grid) * 1e3
+    rms = float(err.pow(2).mean().sqrt())
+    assert rms < 0.5, (rms, rec.tilt_map[..., 0])

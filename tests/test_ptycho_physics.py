@@ -34,8 +34,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _sweep(tmp: Path, *overrides: str) -> pd.DataFrame:
-    env = {**os.environ, "PTYCHOBENCH_CACHE": str(tmp / "cache"), "MPLBACKEND": "Agg"}
+def _sweep(tmp: Path, cache: Path, *overrides: str) -> pd.DataFrame:
+    env = {**os.environ, "PTYCHOBENCH_CACHE": str(cache), "MPLBACKEND": "Agg"}
     cmd = [sys.executable, "-m", "experiments.cli", *overrides, "progress=false",
            f"hydra.sweep.dir={tmp / 'runs'}"]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800, cwd=ROOT)
@@ -43,8 +43,8 @@ def _sweep(tmp: Path, *overrides: str) -> pd.DataFrame:
     return pd.read_csv(tmp / "runs" / "results.csv").set_index("algorithm")
 
 
-def test_app_recovers_a_10_mrad_mistilt_and_the_thickness(tmp_path):
-    df = _sweep(tmp_path, "experiment=paper002_mistilt", "sample.tilt_x=10.0")
+def test_app_recovers_a_10_mrad_mistilt_and_the_thickness(tmp_path, sim_cache):
+    df = _sweep(tmp_path, sim_cache, "experiment=paper002_mistilt", "sample.tilt_x=10.0")
     assert (df["status"] == "ok").all()
     app, fpp = df.loc["app"], df.loc["fpp"]
     assert app["tilt_error_mrad"] < 1.0  # measured 0.42
@@ -55,6 +55,6 @@ def test_app_recovers_a_10_mrad_mistilt_and_the_thickness(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="measured a profile RMS error of 3.4 mrad at ci")
-def test_app_map_recovers_the_graded_tilt_profile(tmp_path):
-    df = _sweep(tmp_path, "experiment=paper002_tilt_map", "sample=srtio3_gradient")
+def test_app_map_recovers_the_graded_tilt_profile(tmp_path, sim_cache):
+    df = _sweep(tmp_path, sim_cache, "experiment=paper002_tilt_map", "sample=srtio3_gradient")
     assert df.loc["app_map", "tilt_profile_error_rms_mrad"] < 1.5

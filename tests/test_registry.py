@@ -79,7 +79,10 @@ def test_every_variant_runs_through_the_app(tmp_path, sim_cache):
     df = pd.read_csv(tmp_path / "results.csv").set_index("algorithm")
     assert sorted(df.index) == sorted(VARIANTS)
     assert (df["status"] == "ok").all(), df["status"].to_dict()
-    assert df["n_true"].gt(0).all() and df["r_factor"].between(0, 1).all()
+    assert df["r_factor"].between(0, 1).all()
+    # a volume or atoms is matched to the true atoms; single-projection object states are
+    # scored against the true projected potential
+    assert (df["n_true"].gt(0) | df["frc_resolution_A"].gt(0)).all(), df[["n_true"]]
 
 
 # --- the worked example of docs/adding_a_method.md: one module ... -------------------------

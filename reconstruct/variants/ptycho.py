@@ -34,6 +34,8 @@ from reconstruct.regularize import (
     align_slices,
     butterworth_z,
     kz_filter,
+    local_slice_shifts,
+    shift_field,
     slice_shifts,
     tilt_smoothness,
 )
@@ -262,7 +264,8 @@ def _estimates(cfg: FPPConfig, data: TomoData, grid: tuple[int, int]):
 
 
 @torch.no_grad()
-def regauge_tilt(model: MultislicePtychography, max_shift: float) -> Tensor:
+def regauge_tilt(model: MultislicePtychography, max_shift: float, window: float = 6.0
+                 ) -> Tensor:
     """Move the tilt implied by the slices' relative shifts into the propagator.
 
     The multislice model is unchanged, to first order in the slice thickness, by adding δ to
@@ -270,28 +273,52 @@ def regauge_tilt(model: MultislicePtychography, max_shift: float) -> Tensor:
     where positions pivot): a tilt and sheared slices are one degree of freedom, which the
     gradient alone leaves mostly in the slices. This finds ``tan δ`` as the slope of the
     cross-correlation shifts of the (state-averaged) slices along z, within ``max_shift`` Å,
-    and applies it; it returns δ ``[2]`` (rad). Applied once per ``tilt_from_slices`` iterations.
-    """
+    and applies it; it returns δ (rad): ``[2]``, or ``[K, 2]`` for a tilt map, whose slopes
+    are measured in a ``window`` Å square around each scan position and whose slices are
+    shifted by the interpolated (nearest scan position) field. Applied once per
+    ``tilt_from_slices`` iterations."""
     obj, prop = model.object, model.propagator
     n, v = obj.potential.shape[1], model.sampling[0]
     dz = prop.thickness(n).reshape(-1, n).mean(0)
     depth = torch.cumsum(dz, 0) - dz[0]
     depth = depth - prop.pivot(n).mean()
-    shifts = slice_shifts(obj.potential.mean(0), max_shift=max_shift / v).to(depth) * v
-    slope = _slope(depth, shifts)
-    px = (depth[:, None] * slope[None]) / v  # [S, 2] pixels
-    for s in range(n):
-        moved = fourier_shift(obj.potential[:, s], -px[s][None].to(obj.potential))[0].real
-        obj.potential[:, s] = moved
+    mean = obj.potential.mean(0)
+    if prop.per_position_tilt:
+        centres = (model.positions + model.position_offset) / v
+        size = max(int(round(window / v)) | 1, 5)
+        shifts = local_slice_shifts(mean, centres, size, max_shift / v).to(depth) * v
+        slope = _slope(depth, shifts)  # [K, 2]
+        field = _nearest_field(slope, centres, tuple(mean.shape[-2:]))  # [2, N1, N2]
+        for s in range(n):
+            obj.potential[:, s] = shift_field(obj.potential[:, s], -field * depth[s] / v)
+    else:
+        shifts = slice_shifts(mean, max_shift=max_shift / v).to(depth) * v
+        slope = _slope(depth, shifts)
+        px = (depth[:, None] * slope[None]) / v  # [S, 2] pixels
+        for s in range(n):
+            moved = fourier_shift(obj.potential[:, s], -px[s][None].to(obj.potential))[0].real
+            obj.potential[:, s] = moved
     delta = torch.atan(slope)
     prop.tilt.add_(delta.to(prop.tilt))
     return delta
 
 
+def _nearest_field(values: Tensor, centres: Tensor, shape: tuple[int, int]) -> Tensor:
+    """``values [K, 2]`` at scan ``centres [K, 2]`` (pixels) spread over an ``shape`` grid
+    ``[2, N1, N2]``, each pixel taking its nearest scan position (periodic distances)."""
+    i = torch.arange(shape[0], dtype=centres.dtype, device=centres.device)
+    j = torch.arange(shape[1], dtype=centres.dtype, device=centres.device)
+    di = (i[:, None] - centres[None, :, 0] + shape[0] / 2) % shape[0] - shape[0] / 2
+    dj = (j[:, None] - centres[None, :, 1] + shape[1] / 2) % shape[1] - shape[1] / 2
+    dist = di[:, None, :] ** 2 + dj[None, :, :] ** 2  # [N1, N2, K]
+    return values[dist.argmin(-1)].permute(2, 0, 1)
+
+
 def _slope(depth: Tensor, shifts: Tensor) -> Tensor:
-    """Least-squares slope ``[2]`` of ``shifts [S, 2]`` (Å) against ``depth [S]`` (Å)."""
+    """Least-squares slope ``[..., 2]`` of ``shifts [..., S, 2]`` (Å) against ``depth [S]``."""
     d = depth - depth.mean()
-    return (d[:, None] * (shifts - shifts.mean(0))).sum(0) / (d**2).sum()
+    centred = shifts - shifts.mean(-2, keepdim=True)
+    return (d[:, None] * centred).sum(-2) / (d**2).sum()
 
 
 def choose_projection(data: TomoData, projection: int | None) -> int:
