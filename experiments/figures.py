@@ -111,7 +111,8 @@ def loss_figure(loss: list[float]) -> Figure:
     return fig
 
 AXIS_LABELS = {"noise.dose": "dose (e/Å², whole series)", "scan.step": "probe step (Å)",
-               "tilts": "tilt range", "microscope": "microscope", "sample": "sample"}
+               "tilts": "tilt range", "microscope": "microscope", "sample": "sample",
+               "sample.tilt_x": "mistilt θx (mrad)", "algorithm.n_slices": "number of slices"}
 PANELS = (("rmsd_pm", "RMSD (pm)", 1.0), ("tracing_error", "tracing error (%)", 100.0),
           ("classification_rate", "classification (%)", 100.0))
 
@@ -120,8 +121,11 @@ def _numeric(series: pd.Series) -> pd.Series:
     return pd.to_numeric(series.replace({"inf": np.inf}), errors="coerce")
 
 
-def summary_figure(df: pd.DataFrame, x: str, hue: str = "algorithm") -> Figure:
-    """Three panels against ``x``; failed jobs are left out (they are never scored)."""
+def summary_figure(df: pd.DataFrame, x: str, hue: str = "algorithm",
+                   panels: tuple[tuple[str, str, float], ...] = PANELS) -> Figure:
+    """One panel per ``(column, label, scale)`` of ``panels`` (default paper 001's RMSD,
+    tracing error and classification) against ``x``; failed jobs are left out (they are never
+    scored)."""
     ok = df[df.get("status", "ok") == "ok"].copy() if "status" in df else df.copy()
     xs = _numeric(ok[x])
     categorical = xs.isna().any()
@@ -130,11 +134,12 @@ def summary_figure(df: pd.DataFrame, x: str, hue: str = "algorithm") -> Figure:
     if infinite:  # e.g. noise.dose = inf: drawn one decade past the largest finite value
         xs = xs.where(np.isfinite(xs), 10 * finite.max())
     ok["_x"] = ok[x].astype(str) if categorical else xs
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.3))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.7 * len(panels), 3.3), squeeze=False)
+    axes = axes[0]
     groups = ok.groupby(ok[hue] if hue in ok else pd.Series("all", index=ok.index))
     for name, group in groups:
         group = group.sort_values("_x")
-        for ax, (col, label, scale) in zip(axes, PANELS, strict=True):
+        for ax, (col, label, scale) in zip(axes, panels, strict=True):
             ax.plot(group["_x"], _numeric(group[col]) * scale, "o-", label=str(name))
             ax.set_ylabel(label)
             ax.set_xlabel(AXIS_LABELS.get(x, x))
@@ -157,19 +162,27 @@ def summary_figure(df: pd.DataFrame, x: str, hue: str = "algorithm") -> Figure:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``ptychobench-figure RESULTS.csv --x PARAM [--hue algorithm] [--out fig.png]``."""
+    """``ptychobench-figure RESULTS.csv --x PARAM [--y COLUMN ...] [--hue algorithm]
+    [--out fig.png]``."""
     ap = argparse.ArgumentParser(description="Fig. 9-style summary of a results table")
     ap.add_argument("results", type=Path)
     ap.add_argument("--x", required=True, help="the swept column, e.g. noise.dose")
+    ap.add_argument("--y", nargs="+", default=None,
+                    help="metric columns, one panel each (default: RMSD, tracing error, "
+                    "classification), e.g. d_sr_tio_pm d_o_tio_pm tilt_error_mrad")
     ap.add_argument("--hue", default="algorithm")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     df = pd.read_csv(args.results)
-    for col in (args.x,):
+    for flag, col in [("--x", args.x)] + [("--y", c) for c in args.y or []]:
         if col not in df:
-            raise SystemExit(f"--x {col!r} is not a column of {args.results}: {list(df.columns)}")
+            raise SystemExit(f"{flag} {col!r} is not a column of {args.results}: "
+                             f"{list(df.columns)}")
+    from experiments.scoring import column_label  # (scoring's scorers import this module)
+
+    panels = PANELS if not args.y else tuple((c, column_label(c), 1.0) for c in args.y)
     out = args.out or args.results.with_name("summary.png")
-    save_figure(summary_figure(df, args.x, args.hue), out)
+    save_figure(summary_figure(df, args.x, args.hue, panels), out)
     print(f"figure: {out}")
 
 

@@ -31,7 +31,7 @@ from metrics import (
 from metrics.tracing import refine_peaks
 
 SR, TI, O = 38, 22, 8
-BRAGG_FLOOR = 1e-6  # rings below this fraction of the strongest ring's power are left out
+BRAGG_FLOOR = 1e-4  # rings below this fraction of the strongest ring's power are left out
 
 
 def projected(est: Estimates) -> np.ndarray:

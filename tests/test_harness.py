@@ -179,3 +179,23 @@ def test_summary_figure_draws_infinite_dose_as_its_own_tick():
     lines = {line.get_label(): line for line in ax.get_lines()}
     assert list(lines["mset"].get_xdata()) == [2e5, 2e6]  # inf one decade past 2e5
     assert list(lines["sset"].get_ydata()) == [11.0, 10.0]  # the failed job is not drawn
+
+
+def test_the_figure_cli_draws_the_chosen_metrics(tmp_path):
+    """Paper 002 Fig. 4 style: ``--y`` picks the panels, labelled with the scorers' units."""
+    from experiments.figures import main as figure_main
+
+    csv = tmp_path / "results.csv"
+    pd.DataFrame({"algorithm": ["fpp", "fpp", "app", "app"], "sample.tilt_x": [0, 12] * 2,
+                  "status": ["ok"] * 4, "d_sr_tio_pm": [0.5, 3.0, 0.4, 0.6],
+                  "d_o_tio_pm": [0.6, 9.0, 0.5, 0.8]}).to_csv(csv, index=False)
+    out = tmp_path / "fig4.png"
+    figure_main([str(csv), "--x", "sample.tilt_x", "--y", "d_sr_tio_pm", "d_o_tio_pm",
+                 "--out", str(out)])
+    assert out.is_file()
+    with pytest.raises(SystemExit, match="d_o_ti_pm"):
+        figure_main([str(csv), "--x", "sample.tilt_x", "--y", "d_o_ti_pm"])
+    fig = summary_figure(pd.read_csv(csv), "sample.tilt_x", panels=(
+        ("d_o_tio_pm", "d(O–TiO) (pm)", 1.0),))
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    assert list(lines["fpp"].get_ydata()) == [0.6, 9.0] and len(fig.axes) == 1
