@@ -142,6 +142,18 @@ def local_slice_shifts(slices: Tensor, centres: Tensor, window: int,
     return torch.stack(out)
 
 
+def window_signal(image: Tensor, centres: Tensor, window: int) -> Tensor:
+    """Standard deviation ``[K]`` of ``image [N1, N2]`` in a ``window``-pixel square around
+    each of ``centres [K, 2]`` (pixels, periodic): how much structure a window holds."""
+    offset = torch.arange(window, device=image.device) - window // 2
+    out = []
+    for c in torch.round(centres).long():
+        patch = image[(c[0] + offset) % image.shape[0]][:, (c[1] + offset) % image.shape[1]]
+        out.append(patch.std())
+    return torch.stack(out)
+
+
+
 def shift_field(x: Tensor, displacement: Tensor) -> Tensor:
     """``x(r - d(r))`` for images ``x [..., N1, N2]`` and a small, smooth displacement field
     ``displacement [..., 2, N1, N2]`` (pixels, well below one), to first order:

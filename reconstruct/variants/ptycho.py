@@ -38,6 +38,7 @@ from reconstruct.regularize import (
     shift_field,
     slice_shifts,
     tilt_smoothness,
+    window_signal,
 )
 from reconstruct.result import Reconstruction
 from reconstruct.scanning import fourier_shift, raster_shape
@@ -288,6 +289,12 @@ def regauge_tilt(model: MultislicePtychography, max_shift: float, window: float 
         size = max(int(round(window / v)) | 1, 5)
         shifts = local_slice_shifts(mean, centres, size, max_shift / v).to(depth) * v
         slope = _slope(depth, shifts)  # [K, 2]
+        # trust only windows with structure (not vacuum), and move the outer slices by at
+        # most half a pixel per regauge (the first-order warp's range); repeats accumulate
+        signal = window_signal(mean[n // 2], centres, size).to(depth)
+        slope = torch.where((signal > 0.2 * signal.median())[:, None], slope, 0.0)
+        limit = 0.5 * v / float(depth.abs().max().clamp_min(v))
+        slope = slope.clamp(-limit, limit)
         field = _nearest_field(slope, centres, tuple(mean.shape[-2:]))  # [2, N1, N2]
         for s in range(n):
             obj.potential[:, s] = shift_field(obj.potential[:, s], -field * depth[s] / v)
