@@ -39,6 +39,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_variant  # noqa: E402
 
 from reconstruct import (  # noqa: E402
     GroupSettings,
@@ -101,8 +104,10 @@ def build(case: dict, n_patterns: int, device: str) -> tuple[MultislicePtychogra
     return make(torch.zeros_like(potential)), data
 
 
-def time_ours(case: dict, n_patterns: int, batch: int, iters: int, device: str,
-              chunk: int | None = None) -> dict:
+def warm_problem(case: dict, n_patterns: int, batch: int, device: str,
+                 chunk: int | None = None):  # noqa: ANN201
+    """The bare model's problem (object, probe and positions learned by Adam) after one
+    untimed warm-up iteration: ``(model, data, loss_fn, batches, settings)``."""
     model, data = build(case, n_patterns, device)
     settings = {
         "object": GroupSettings(lr=1.0),
@@ -114,8 +119,14 @@ def time_ours(case: dict, n_patterns: int, batch: int, iters: int, device: str,
         return amplitude_loss(m(idx), data[idx])
 
     batches = index_batches(n_patterns, batch, device=device)
-    optimize(model, loss_fn, batches, settings, n_iter=1, progress=False,
-             chunk_size=chunk)  # warm-up
+    optimize(model, loss_fn, batches, settings, n_iter=1, progress=False, chunk_size=chunk)
+    return model, data, loss_fn, batches, settings
+
+
+def time_ours(case: dict, n_patterns: int, batch: int, iters: int, device: str,
+              chunk: int | None = None) -> dict:
+    model, data, loss_fn, batches, settings = warm_problem(case, n_patterns, batch, device,
+                                                           chunk)
     if device == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
@@ -131,50 +142,12 @@ def time_ours(case: dict, n_patterns: int, batch: int, iters: int, device: str,
     return {**rates(seconds, n_patterns), "final_loss": history.loss[-1], "final_nrmse": nrmse}
 
 
-def variant_data(case: dict, n_patterns: int, device: str):  # noqa: ANN201
-    """A :class:`TomoData` of one projection with the case's pattern size, slices and modes:
-    a periodic cell as large as the probe window (the variants' data contract: detector
-    sampling 1 / cell), scanned ``n_patterns`` times, patterns from a random object."""
-    from reconstruct.data import TomoData
-    from reconstruct.variants.ptycho import build_model
-
-    m, s = case["pixels"], case["sampling"]
-    scan = int(math.ceil(math.sqrt(n_patterns)))
-    g = torch.arange(scan, dtype=torch.float32) * (m * s / scan)
-    pos = torch.stack(torch.meshgrid(g, g, indexing="ij"), -1).reshape(1, -1, 2)[:, :n_patterns]
-    depth = case["slices"] * case["thickness"]
-    data = TomoData(volume_shape=(round(depth / s), m, m), voxel_size=s,
-                    euler=torch.zeros(1, 3, device=device), shifts=torch.zeros(1, 2),
-                    energy=ENERGY, semiangle=SEMIANGLE, aberrations={"C10": -DEFOCUS},
-                    positions=pos.to(device), patterns=torch.zeros(1, n_patterns, m, m))
-    data.patterns = data.patterns.to(device)
-    from reconstruct.variants import variant_params
-
-    cfg = variant_params({"name": "fpp", "n_slices": case["slices"],
-                          "probe_modes": case["modes"], "state_noise": 100.0})[1]
-    truth = build_model(data, cfg, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        data.patterns = torch.cat([truth(i) for i in torch.split(
-            torch.arange(n_patterns, device=device), 64)])[None]
-    return data
-
-
 def time_variant(name: str, case: dict, n_patterns: int, batch: int, iters: int, device: str,
                  chunk: int | None = None) -> dict:
-    """A registered variant (e.g. ``fpp``) end to end: ``VARIANTS[name].reconstruct`` with
-    object, probe and positions learned (Adam), mini-batches of ``batch``; the time per
-    iteration is the variant's own (``seconds_per_iteration``), after a 1-iteration warm-up."""
-    from reconstruct.variants import VARIANTS, variant_params
-
-    data = variant_data(case, n_patterns, device)
-    params = {"name": name, "n_slices": case["slices"], "probe_modes": case["modes"],
-              "batch_size": batch, "chunk_size": chunk, "probe_lr": 1e-4, "probe_start": 0,
-              "positions_lr": 1e-3, "positions_start": 0, "object_lr": 1.0,
-              "post_align": False, "divergence_factor": 1e9}  # timing only, as "ours"
-    variant = VARIANTS[name]
-    variant.reconstruct(data, variant_params(params | {"iterations": 1})[1])  # warm-up
-    rec = variant.reconstruct(data, variant_params(params | {"iterations": iters})[1])
-    return {**rates(rec.seconds_per_iteration, n_patterns), "final_loss": rec.history.loss[-1]}
+    """A registered variant end to end (:func:`bench_variant.time_variant`) on the case."""
+    seconds, loss = bench_variant.time_variant(name, case, n_patterns, batch, iters, device,
+                                               (ENERGY, SEMIANGLE, DEFOCUS), chunk)
+    return {**rates(seconds, n_patterns), "final_loss": loss}
 
 
 # torch.profiler op names -> where the time goes (self CPU time; the first match wins; ops
@@ -203,18 +176,7 @@ def profile_ours(case: dict, n_patterns: int, batch: int, device: str,
     op, grouped by :data:`PROFILE_GROUPS`), after an unprofiled warm-up iteration."""
     from torch.profiler import ProfilerActivity, profile
 
-    model, data = build(case, n_patterns, device)
-    settings = {
-        "object": GroupSettings(lr=1.0),
-        "probe": GroupSettings(lr=1e-4),
-        "positions": GroupSettings(lr=1e-3),
-    }
-
-    def loss_fn(m, idx):
-        return amplitude_loss(m(idx), data[idx])
-
-    batches = index_batches(n_patterns, batch, device=device)
-    optimize(model, loss_fn, batches, settings, n_iter=1, progress=False, chunk_size=chunk)
+    model, _, loss_fn, batches, settings = warm_problem(case, n_patterns, batch, device, chunk)
     start = time.perf_counter()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         optimize(model, loss_fn, batches, settings, n_iter=1, progress=False, chunk_size=chunk)

@@ -128,15 +128,10 @@ def local_slice_shifts(slices: Tensor, centres: Tensor, window: int,
     """Shifts ``[K, S, 2]`` (pixels) of each slice of ``slices [S, N1, N2]`` relative to the
     middle one in a ``window``-pixel square (Hann-weighted, periodic) around each of the
     ``centres [K, 2]`` (pixels): the local version of :func:`slice_shifts`."""
-    s, n1, n2 = slices.shape
-    offset = torch.arange(window, device=slices.device) - window // 2
     hann = torch.hann_window(window, periodic=False, dtype=slices.dtype, device=slices.device)
     weight = hann[:, None] * hann[None]
     out = []
-    for c in torch.round(centres).long():
-        rows = (c[0] + offset) % n1
-        cols = (c[1] + offset) % n2
-        patch = slices[:, rows][:, :, cols]
+    for patch in _windows(slices, centres, window):
         patch = (patch - patch.mean(dim=(-2, -1), keepdim=True)) * weight
         out.append(slice_shifts(patch, max_shift=max_shift, refine=1))
     return torch.stack(out)
@@ -145,12 +140,16 @@ def local_slice_shifts(slices: Tensor, centres: Tensor, window: int,
 def window_signal(image: Tensor, centres: Tensor, window: int) -> Tensor:
     """Standard deviation ``[K]`` of ``image [N1, N2]`` in a ``window``-pixel square around
     each of ``centres [K, 2]`` (pixels, periodic): how much structure a window holds."""
-    offset = torch.arange(window, device=image.device) - window // 2
-    out = []
-    for c in torch.round(centres).long():
-        patch = image[(c[0] + offset) % image.shape[0]][:, (c[1] + offset) % image.shape[1]]
-        out.append(patch.std())
-    return torch.stack(out)
+    return torch.stack([patch.std() for patch in _windows(image, centres, window)])
+
+
+def _windows(x: Tensor, centres: Tensor, window: int) -> list[Tensor]:
+    """The ``window``-pixel squares ``[..., W, W]`` of ``x [..., N1, N2]`` around each of
+    ``centres [K, 2]`` (pixels, periodic)."""
+    offset = torch.arange(window, device=x.device) - window // 2
+    n1, n2 = x.shape[-2:]
+    return [x[..., (c[0] + offset) % n1, :][..., (c[1] + offset) % n2]
+            for c in torch.round(centres).long()]
 
 
 
