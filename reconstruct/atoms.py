@@ -6,11 +6,16 @@ Atom ``i`` with specimen-frame position ``x_i [3]`` [Å] (zero tilt), height ``H
 ``H_i exp(-((u - u_ij)**2 + (v - v_ij)**2) / B_i)`` to the projected slice that contains its
 depth ``w_ij``. (Paper 004 eq. 2 prints the exponent without its minus sign.) Slices are
 ``n_slices`` equal intervals of ``slice_thickness`` centred on ``c_z``. The slice assignment is
-piecewise constant, so there is no gradient along the beam within a slice.
+piecewise constant, so there is no gradient along the beam within a slice. Rendering splats
+each atom onto a small window around it (cost linear in atoms x tilts; see
+:func:`render_gaussian_slices`).
 """
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -28,6 +33,21 @@ def transform_atoms(
     return rotated
 
 
+CUTOFF = 3.5  # window half-width in units of sqrt(B): the Gaussian is exp(-12.25) there
+
+
+def _axis_window(centre: Tensor, width: Tensor, n: int, step: float, half: int
+                 ) -> tuple[Tensor, Tensor]:
+    """Pixel indices ``[T, N, W]`` (periodic) of a window of ``2 half + 1`` pixels around
+    ``centre [T, N]`` [Å] and the 1D Gaussian ``exp(-(x - c)**2 / B)`` on them."""
+    offsets = torch.arange(-half, half + 1, device=centre.device)
+    nearest = torch.round(centre.detach() / step).long()
+    index = nearest[..., None] + offsets  # [T, N, W], unwrapped
+    coordinate = index.to(centre.dtype) * step
+    gauss = torch.exp(-((coordinate - centre[..., None]) ** 2) / width[:, None])
+    return index % n, gauss
+
+
 def render_gaussian_slices(
     positions: Tensor,
     heights: Tensor,
@@ -37,25 +57,32 @@ def render_gaussian_slices(
     n_slices: int,
     slice_thickness: float,
     centre_z: float,
+    cutoff: float = CUTOFF,
 ) -> Tensor:
     """Projected slices ``[T, S, X, Y]`` of Gaussian atoms at lab positions ``[T, N, 3]``.
 
     ``heights [N]`` (units of the output, e.g. V Å or HAADF counts), ``widths [N]`` [Å**2];
-    pixel ``(i, j)`` is at ``(i dx, j dy)``. Atoms outside the slab contribute nothing.
+    pixel ``(i, j)`` is at ``(i dx, j dy)``, periodic in x and y (like the FFT convolution
+    that follows). Atoms outside the slab contribute nothing. Each atom is splatted onto its
+    own window of ``cutoff sqrt(max B)`` Å around it (separable Gaussians, one ``index_add``),
+    so time and memory are ``O(T N W**2)``: linear in atoms x tilts, never atoms x pixels.
     """
-    dtype, device = positions.dtype, positions.device
-    x = torch.arange(shape[0], device=device, dtype=dtype) * sampling[0]
-    y = torch.arange(shape[1], device=device, dtype=dtype) * sampling[1]
-    gx = torch.exp(-((x - positions[..., 0, None]) ** 2) / widths[:, None])  # [T, N, X]
-    gy = torch.exp(-((y - positions[..., 1, None]) ** 2) / widths[:, None])  # [T, N, Y]
+    t, n = positions.shape[:2]
+    nx, ny = shape
+    reach = cutoff * float(widths.detach().max().sqrt()) if n else 0.0
+    hx = min(int(math.ceil(reach / sampling[0])), (nx - 1) // 2)
+    hy = min(int(math.ceil(reach / sampling[1])), (ny - 1) // 2)
+    ix, gx = _axis_window(positions[..., 0], widths, nx, sampling[0], hx)  # [T, N, Wx]
+    iy, gy = _axis_window(positions[..., 1], widths, ny, sampling[1], hy)  # [T, N, Wy]
     top = centre_z - n_slices * slice_thickness / 2
-    index = torch.floor((positions[..., 2].detach() - top) / slice_thickness).long()  # [T, N]
-    weighted = gx * heights[:, None]
-    slices = []
-    for k in range(n_slices):  # loop over the few slices, not over atoms or positions
-        mask = (index == k).to(dtype)[..., None]
-        slices.append(torch.bmm((weighted * mask).transpose(1, 2), gy))
-    return torch.stack(slices, dim=1)
+    k = torch.floor((positions[..., 2].detach() - top) / slice_thickness).long()  # [T, N]
+    inside = ((k >= 0) & (k < n_slices)).to(positions.dtype)
+    base = (torch.arange(t, device=k.device)[:, None] * n_slices + k.clamp(0, n_slices - 1))
+    flat = (base[..., None, None] * nx + ix[..., :, None]) * ny + iy[..., None, :]
+    weight = (heights * inside)[..., None, None] * gx[..., :, None] * gy[..., None, :]
+    out = positions.new_zeros(t * n_slices * nx * ny)
+    out = out.index_add(0, flat.reshape(-1), weight.reshape(-1))
+    return out.reshape(t, n_slices, nx, ny)
 
 
 class GaussianAtoms(nn.Module):
@@ -95,3 +122,48 @@ class GaussianAtoms(nn.Module):
             slice_thickness,
             float(centre[2]),
         )
+
+
+def grid_points(extent: tuple[float, float, float], spacing: float, margin: float = 0.0,
+                device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
+                ) -> Tensor:
+    """A regular grid ``[N, 3]`` (x, y, z) [Å] of ``spacing`` inside ``[margin, extent -
+    margin]`` on each axis, centred in the box (paper 004's start at ``d_est``)."""
+    axes = []
+    for length in extent:
+        n = max(int((length - 2 * margin) // spacing) + 1, 1)
+        start = (length - (n - 1) * spacing) / 2
+        axes.append(start + spacing * torch.arange(n, device=device, dtype=dtype))
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+
+
+def merge_orbitals(positions: Tensor, heights: Tensor, radius: float) -> tuple[Tensor, Tensor]:
+    """Merge orbitals closer than ``radius`` [Å] (greedy, strongest first).
+
+    The strongest orbital not yet taken absorbs every untaken orbital within ``radius`` of it;
+    the merged orbital sits at their height-weighted centroid with the summed height (which
+    keeps the integral ``H pi B`` at a common width). Returns ``positions [M, 3]``,
+    ``heights [M]``, strongest first. ``heights`` must be ``>= 0``. Bookkeeping, not physics:
+    no gradient; ``O(N k)`` with a k-d tree (``k`` neighbours within ``radius``).
+    """
+    from scipy.spatial import cKDTree
+
+    pos = positions.detach().cpu().double().numpy()
+    h = heights.detach().cpu().double().numpy()
+    order = np.argsort(-h, kind="stable")
+    neighbours = cKDTree(pos).query_ball_point(pos, radius)
+    taken = np.zeros(len(h), dtype=bool)
+    out_pos, out_h = [], []
+    for i in order:
+        if taken[i]:
+            continue
+        near = np.asarray(neighbours[i])
+        near = near[~taken[near]]
+        taken[near] = True
+        w = h[near]
+        total = w.sum()
+        out_pos.append(pos[near].T @ w / total if total > 0 else pos[i])
+        out_h.append(total)
+    like = dict(dtype=positions.dtype, device=positions.device)
+    return (torch.as_tensor(np.reshape(out_pos, (-1, 3)), **like),
+            torch.as_tensor(np.asarray(out_h), **like))

@@ -41,7 +41,9 @@ class TomoData:
     ``positions [T, P, 2]`` Å, absolute in the cell; ``patterns [T, P, n, n]`` per incident
     electron (zero frequency at ``n // 2``, detector sampling ``1 / (n v)`` 1/Å);
     ``haadf [T, sx, sy]`` ADF signal per incident electron at ``haadf_positions
-    [T, sx sy, 2]`` Å; ``electrons_per_position`` (``inf`` for noise-free data).
+    [T, sx sy, 2]`` Å; ``electrons_per_position`` (``inf`` for noise-free data);
+    ``species`` the atomic numbers the specimen contains (its composition, which an
+    experimenter knows; empty if unknown), for methods that assign species themselves.
     """
 
     volume_shape: tuple[int, int, int]
@@ -56,6 +58,7 @@ class TomoData:
     haadf: Tensor | None = None
     haadf_positions: Tensor | None = None
     electrons_per_position: float = float("inf")
+    species: tuple[int, ...] = ()
 
     @property
     def n_tilts(self) -> int:
@@ -79,6 +82,17 @@ def crop_patterns(patterns: np.ndarray, n: int | tuple[int, int]) -> np.ndarray:
     k1, k2 = patterns.shape[-2:]
     a1, a2 = k1 // 2 - n1 // 2, k2 // 2 - n2 // 2
     return patterns[..., a1:a1 + n1, a2:a2 + n2]
+
+
+def composition(ds: Dataset) -> tuple[int, ...]:
+    """The specimen's atomic numbers, ascending: the ``species`` of the metadata (imported
+    data), else those of the true atoms, else empty."""
+    if ds.meta.get("species"):
+        return tuple(sorted(int(z) for z in ds.meta["species"]))
+    try:
+        return tuple(int(z) for z in np.unique(ds.array("truth/numbers")))
+    except KeyError:
+        return ()
 
 
 def from_dataset(ds: Dataset, noise: NoiseConfig, device: torch.device | str,
@@ -105,6 +119,7 @@ def from_dataset(ds: Dataset, noise: NoiseConfig, device: torch.device | str,
         semiangle=float(m["semiangle_mrad"]) * 1e-3,
         aberrations={"C10": -float(m["defocus_A"]), **dict(m["aberrations"] or {})},
         electrons_per_position=ds.electrons_per_position(noise),
+        species=composition(ds),
     )
     nominal = ds.array("geometry/positions_nominal")
     if "diffraction" in kinds and ds.has_diffraction:

@@ -11,6 +11,8 @@ Modes: ``direct`` (no convolution), ``rigid`` (fixed kernels from the optics), `
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -27,31 +29,55 @@ def depth_probe_kernels(
     semiangle_cutoff: float,
     depths: Tensor,
     aberrations: dict | None = None,
+    oversample: int = 1,
 ) -> Tensor:
     """Probe intensities ``[n, X, Y]`` at ``depths [n]`` [Å] below the entrance plane (eq. 10).
 
     ``psi_z = ifft2(psi(k) P(k; z))`` with our Fresnel propagator sign (downstream positive;
     the paper's ``exp(+i pi lambda z k**2)`` is the opposite FFT convention). Each kernel is
     centred at pixel (0, 0) and normalised to unit sum. ``semiangle_cutoff`` in rad.
+
+    ``oversample`` (odd): the intensity is computed on a grid ``oversample`` times finer and
+    integrated over each output pixel (blocks centred on the pixel), so that a pixel coarser
+    than the intensity's band limit ``lambda / (4 alpha)`` does not alias it;
+    :func:`kernel_oversampling` gives the factor that avoids aliasing.
     """
-    rdtype = depths.dtype
+    if oversample < 1 or oversample % 2 == 0:
+        raise ValueError(f"oversample must be an odd integer >= 1, got {oversample}")
+    f, rdtype = oversample, depths.dtype
+    fine, fine_sampling = (shape[0] * f, shape[1] * f), (sampling[0] / f, sampling[1] / f)
     psi_k = fourier_probe(
-        shape, sampling, energy, semiangle_cutoff, aberrations, device=depths.device, dtype=rdtype
+        fine, fine_sampling, energy, semiangle_cutoff, aberrations, device=depths.device,
+        dtype=rdtype,
     )
-    kx, ky = spatial_frequencies(shape, sampling, device=depths.device, dtype=rdtype)
+    kx, ky = spatial_frequencies(fine, fine_sampling, device=depths.device, dtype=rdtype)
     prop = fresnel_propagator(kx, ky, energy2wavelength(energy), depths)
     intensity = torch.fft.ifft2(psi_k * prop).abs() ** 2
+    if f > 1:  # block [i f - f//2, i f + f//2] integrates output pixel i (centre at 0)
+        intensity = torch.roll(intensity, (f // 2, f // 2), dims=(-2, -1))
+        intensity = intensity.reshape(-1, shape[0], f, shape[1], f).sum((-3, -1))
     return intensity / intensity.sum(dim=(-2, -1), keepdim=True)
 
 
-def ddi_forward(slices: Tensor, kernels: Tensor | None) -> Tensor:
+def kernel_oversampling(sampling: float, energy: float, semiangle_cutoff: float) -> int:
+    """The smallest odd factor that samples the probe intensity (band limit ``2 alpha /
+    lambda``) at or below Nyquist: pixel ``<= lambda / (4 alpha)``; ``sampling`` in Å."""
+    nyquist = energy2wavelength(energy) / (4 * semiangle_cutoff)
+    f = max(1, math.ceil(sampling / nyquist))
+    return f if f % 2 else f + 1
+
+
+def ddi_forward(slices: Tensor, kernels: Tensor | None, kernels_ft: Tensor | None = None
+                ) -> Tensor:
     """Depth-dependent interaction: ``[T, n, X, Y]`` slices -> ``[T, X, Y]`` images.
 
-    ``kernels``: ``[n, X, Y]`` or ``[T, n, X, Y]`` (unshifted, real), or None for ``p = 1``.
+    ``kernels``: ``[n, X, Y]`` or ``[T, n, X, Y]`` (unshifted, real), or None for ``p = 1``;
+    ``kernels_ft`` their ``fft2`` if already computed (fixed kernels).
     """
     if kernels is None:
         return slices.sum(dim=-3)
-    spectrum = torch.fft.fft2(slices) * torch.fft.fft2(kernels)
+    ft = torch.fft.fft2(kernels) if kernels_ft is None else kernels_ft
+    spectrum = torch.fft.fft2(slices) * ft
     return torch.fft.ifft2(spectrum.sum(dim=-3)).real
 
 
@@ -81,7 +107,11 @@ class DepthDependentInteraction(nn.Module):
             self.kernels = nn.Parameter(kernels.clone())
         else:
             self.register_buffer("kernels", None if mode == "direct" else kernels.clone())
+        fixed = None if mode != "rigid" else torch.fft.fft2(kernels)
+        self.register_buffer("kernels_ft", fixed, persistent=False)
 
     def forward(self, slices: Tensor) -> Tensor:
         """``[T, n, X, Y]`` projected slices -> ``[T, X, Y]`` images."""
-        return ddi_forward(slices, self.kernels if self.mode != "direct" else None)
+        if self.mode == "direct":
+            return ddi_forward(slices, None)
+        return ddi_forward(slices, self.kernels, self.kernels_ft)

@@ -163,7 +163,9 @@ def _ddi_adaptive() -> Case:
 
 # --- Gaussian atoms -------------------------------------------------------------------------
 
-ATOM_POSITIONS = torch.tensor([[2.1, 3.3, 2.9], [4.4, 2.2, 1.1], [3.0, 4.1, 4.2]], dtype=F64)
+# generic points: the renderer's window is centred on the nearest pixel, so a coordinate at an
+# exact half pixel (4.4 Å on a 0.8 Å grid) sits on its window switch, a jump of the truncated tail
+ATOM_POSITIONS = torch.tensor([[2.1, 3.3, 2.9], [4.45, 2.2, 1.1], [3.0, 4.1, 4.2]], dtype=F64)
 ATOM_HEIGHTS = torch.tensor([1.0, 2.0, 1.5], dtype=F64)
 ATOM_WIDTHS = torch.tensor([0.5, 0.7, 0.6], dtype=F64)  # Å**2
 

@@ -140,6 +140,14 @@ def run_resire(data: TomoData, cfg: ResireConfig, seed: int, progress: bool) -> 
     return _fit(model, loss, b, dt, cfg, True, seed, progress)
 
 
+def resire_volume(data: TomoData, iterations: int = 100, step: float = 1.0, seed: int = 0
+                  ) -> Tensor:
+    """The RESIRE volume ``[nz, nx, ny]`` of ``data`` (arbitrary units, on the data's voxel
+    grid): a public start for methods that refine it (LOT's ``init: resire``)."""
+    result = run_resire(data, ResireConfig(iterations=iterations, step=step), seed, False)
+    return torch.as_tensor(result.volume)
+
+
 def run_sirt(data: TomoData, cfg: SirtConfig, seed: int, progress: bool) -> Reconstruction:
     """SIRT: the row weights enter the loss, the column weights precondition the gradient."""
     b, coords = _measured(data)

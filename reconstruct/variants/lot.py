@@ -1,0 +1,396 @@
+"""LOT (paper 004): local-orbital tomography of a HAADF tilt series.
+
+Atoms are Gaussian orbitals (shared :class:`GaussianAtoms`: position, height H_i, width B_i)
+with per-tilt drifts (u_j, v_j) (group ``shifts``). Tilt ``j``'s image is the sum over slices
+of the probe intensity at the slice's depth convolved with the slice's projection (eq. 4,
+shared :class:`DepthDependentInteraction`), sampled at the scan positions. ``interaction``:
+``direct`` (p = 1), ``rigid`` (probes of the microscope parameters through depth, eqs. 7-10,
+fixed) or ``adaptive`` (the same, then optimised). Data are normalised by eq. 6, the loss is
+eq. 5's mean square, the quality eq. 11's R-factor (computed by :func:`fit`).
+
+Initialisation (``init``):
+
+- ``grid`` (paper 004): orbitals on a regular grid of spacing ``d_est`` inside the visual hull
+  of the series (points that project onto signal above ``hull_threshold`` at every tilt).
+  Their heights alone are fitted for ``init_iterations`` (H >= 0), then orbitals closer than
+  ``0.75 min_distance`` are merged (:func:`merge_orbitals`: strongest first, height-weighted
+  centroid, summed height) and merged orbitals whose height is below ``prune_fraction`` of
+  the 99th percentile are dropped.
+- ``resire``: peaks of a RESIRE volume (:func:`reconstruct.variants.linear.resire_volume`,
+  traced by :func:`metrics.tracing.trace_atoms` at ``min_distance``).
+
+Then positions, heights, widths and drifts are refined for ``iterations``; halfway, orbitals
+that converged onto one atom (closer than ``0.75 min_distance``) are merged and empty ones
+(height below ``prune_fraction`` of the 99th percentile) pruned. Species are assigned from
+the integrated intensities ``H pi B`` with the suite's classifier
+(:func:`metrics.classify.classify_species`, a non-atom class when it is separated) over the
+specimen's species (``species``, default the dataset's).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from metrics.classify import classify_species
+from reconstruct.atoms import GaussianAtoms, grid_points, merge_orbitals, transform_atoms
+from reconstruct.data import TomoData
+from reconstruct.fit import Problem, fit
+from reconstruct.haadf import MODES, DepthDependentInteraction, depth_probe_kernels, \
+    kernel_oversampling
+from reconstruct.loop import GroupSettings, History, index_batches
+from reconstruct.optics import energy2wavelength
+from reconstruct.result import AtomsEstimate, Reconstruction
+from reconstruct.sampling import sample_bilinear
+from reconstruct.tomography import euler_matrix
+from reconstruct.variants.base import Variant, register_variant
+from simulate.errors import ConfigError
+
+INITS = ("grid", "resire")
+MERGE = 0.75  # merge radius in units of min_distance (no two atoms are closer than that)
+
+
+@dataclass
+class LOTConfig:
+    """LOT parameters. Lengths in Å, ``width`` B in Å**2. Learning rates (Adam, per
+    iteration): ``position_lr`` Å, ``height_lr`` and ``probe_lr`` relative to the starting
+    scale, ``width_lr`` in log B, ``shift_lr`` Å (0 = fixed). ``pixel`` is the rendering pixel
+    (0 = the dataset's voxel); ``tilt_batch`` tilts per update (0 = all)."""
+
+    name: str = "lot"
+    interaction: str = "adaptive"
+    iterations: int = 300
+    init: str = "grid"
+    d_est: float = 1.0
+    init_iterations: int = 40
+    hull_threshold: float = 0.05
+    min_distance: float = 2.0
+    prune_fraction: float = 0.2
+    width: float = 0.5
+    slice_thickness: float = 2.0
+    pixel: float = 0.0
+    position_lr: float = 0.02
+    height_lr: float = 0.02
+    width_lr: float = 0.05
+    shift_lr: float = 0.0
+    probe_lr: float = 0.01
+    probe_start: int = 20
+    tilt_batch: int = 0
+    species: list[int] = field(default_factory=list)
+    resire_iterations: int = 50
+
+
+def normalise_series(images: Tensor) -> Tensor:
+    """Paper 004 eq. 6: ``(I - min) / max`` over the whole series ``[T, ...]``."""
+    return (images - images.min()) / images.max()
+
+
+class LocalOrbitalTomography(nn.Module):
+    """``forward(tilts [B]) -> [B, P]`` HAADF signals at the scan positions.
+
+    Atoms (groups ``atoms`` positions, ``heights``, ``widths``) rendered into ``n_slices``
+    slices of the lab frame on a ``[X, Y]`` grid of ``pixel`` Å, passed through the
+    interaction (group ``probe`` when adaptive) and sampled bilinearly at ``coords [T, P, 2]``
+    (pixel units). Drifts ``shifts [T, 2]`` Å (group ``shifts``)."""
+
+    def __init__(self, data: TomoData, atoms: GaussianAtoms, interaction: DepthDependentInteraction,
+                 pixel: float, n_slices: int, shifts: Tensor | None = None) -> None:
+        super().__init__()
+        nz, nx, ny = data.volume_shape
+        v = data.voxel_size
+        self.atoms, self.interaction = atoms, interaction
+        self.shape = (round(nx * v / pixel), round(ny * v / pixel))
+        self.pixel, self.n_slices = pixel, n_slices
+        self.thickness = nz * v / n_slices
+        self.register_buffer("angles", data.euler.clone())
+        self.register_buffer("centre", cell_centre_A(data))
+        self.register_buffer("coords", data.haadf_positions / pixel)
+        self.shifts = nn.Parameter(data.shifts.clone() if shifts is None else shifts.clone())
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        groups = {"atoms": [self.atoms.positions], "heights": [self.atoms.heights],
+                  "widths": [self.atoms.log_widths], "shifts": [self.shifts]}
+        if self.interaction.mode == "adaptive":
+            groups["probe"] = [self.interaction.kernels]
+        return groups
+
+    def images(self, tilts: Tensor) -> Tensor:
+        """Model images ``[B, X, Y]`` of ``tilts [B]``."""
+        slices = self.atoms(self.angles[tilts], self.shifts[tilts], self.centre, self.shape,
+                            (self.pixel, self.pixel), self.n_slices, self.thickness)
+        return self.interaction(slices)
+
+    def forward(self, tilts: Tensor) -> Tensor:
+        return sample_bilinear(self.images(tilts), self.coords[tilts])
+
+
+def build_interaction(data: TomoData, mode: str, shape: tuple[int, int], pixel: float,
+                      n_slices: int) -> DepthDependentInteraction:
+    """The interaction of ``mode``; kernels at the slices' centre depths below the cell
+    entrance (where the probe's defocus refers to), integrated over the pixel."""
+    if mode == "direct":
+        return DepthDependentInteraction("direct").to(data.device)
+    dz = data.volume_shape[0] * data.voxel_size / n_slices
+    depths = (torch.arange(n_slices, device=data.device, dtype=torch.float64) + 0.5) * dz
+    f = kernel_oversampling(pixel, data.energy, data.semiangle)
+    kernels = depth_probe_kernels(shape, (pixel, pixel), data.energy, data.semiangle, depths,
+                                  data.aberrations, oversample=f)
+    return DepthDependentInteraction(mode, kernels.float()).to(data.device)
+
+
+def visual_hull(points: Tensor, data: TomoData, target: Tensor, threshold: float,
+                reach: float) -> Tensor:
+    """Mask ``[N]`` of specimen-frame ``points [N, 3]`` [Å] whose projection lands, at every
+    tilt, within ``reach`` Å of normalised signal ``target [T, P] >= threshold`` (the images
+    of a raster are dilated by ``reach``, so that the gaps between columns stay inside; the
+    nearest scan position is looked up)."""
+    t = data.n_tilts
+    image = target
+    if data.haadf.dim() == 3:  # a raster [T, sx, sy]: dilate by a max filter
+        step = float((data.haadf_positions[0, 1] - data.haadf_positions[0, 0]).abs().max())
+        half = max(int(reach / step), 0) if step > 0 else 0
+        raster = target.reshape(t, 1, *data.haadf.shape[1:])
+        image = nn.functional.max_pool2d(raster, 2 * half + 1, 1, half).reshape(t, -1)
+    keep = torch.ones(len(points), dtype=torch.bool, device=points.device)
+    rotation = euler_matrix(data.euler[:, 0], data.euler[:, 1], data.euler[:, 2])
+    lab = transform_atoms(points, rotation, data.shifts, cell_centre_A(data))  # [T, N, 3]
+    raster = tuple(data.haadf.shape[1:]) if data.haadf.dim() == 3 else None
+    for j in range(t):
+        nearest = _nearest(lab[j, :, :2], data.haadf_positions[j], raster)
+        keep &= image[j, nearest] >= threshold
+    return keep
+
+
+def _nearest(points: Tensor, scan: Tensor, raster: tuple[int, int] | None) -> Tensor:
+    """Index ``[N]`` of the scan position of ``scan [P, 2]`` nearest to each of ``points
+    [N, 2]``: by rounding on a ``raster (sx, sy)``, else by distance in chunks."""
+    if raster is None:
+        return torch.cat([torch.cdist(p, scan).argmin(-1) for p in points.split(4096)])
+    sx, sy = raster
+    grid = scan.reshape(sx, sy, 2)
+    step = torch.stack([grid[min(1, sx - 1), 0, 0] - grid[0, 0, 0],
+                        grid[0, min(1, sy - 1), 1] - grid[0, 0, 1]]).clamp_min(1e-6)
+    index = torch.round((points - grid[0, 0]) / step).long()
+    i, k = index[:, 0].clamp(0, sx - 1), index[:, 1].clamp(0, sy - 1)
+    return i * sy + k
+
+
+def cell_centre_A(data: TomoData) -> Tensor:
+    """The tilt pivot ``[3]`` (x, y, z) [Å]: the cell centre, ``n v / 2`` on every axis."""
+    nz, nx, ny = data.volume_shape
+    v = data.voxel_size
+    return torch.tensor([nx * v / 2, ny * v / 2, nz * v / 2], device=data.device)
+
+
+def _stage(model: LocalOrbitalTomography, target: Tensor, cfg: LOTConfig, iterations: int,
+           settings: dict[str, GroupSettings], seed: int, progress: bool) -> Reconstruction:
+    """One call of the shared loop: eq. 5's loss over tilt batches, H >= 0, B at least half a
+    pixel squared (a narrower Gaussian aliases on the rendering grid),
+    drifts of zero mean (a common drift is a translation of the atoms), kernels >= 0 with
+    unit sum."""
+    batch = cfg.tilt_batch or target.shape[0]
+
+    def loss(m: LocalOrbitalTomography, tilts: Tensor) -> Tensor:
+        return 0.5 * (m(tilts) - target[tilts]).square().mean()
+
+    narrowest = math.log(model.pixel**2 / 2)  # B >= pixel**2 / 2: sigma >= pixel / 2
+
+    def constrain(m: LocalOrbitalTomography, _iteration: int) -> None:
+        m.atoms.heights.clamp_(min=0.0)
+        m.atoms.log_widths.clamp_(min=narrowest)
+        m.shifts.sub_(m.shifts.mean(0))
+        if m.interaction.mode == "adaptive":
+            k = m.interaction.kernels.clamp_(min=0.0)
+            k.div_(k.sum((-2, -1), keepdim=True).clamp_min(1e-30))
+
+    def residual(m: LocalOrbitalTomography):
+        for j in range(target.shape[0]):
+            tilts = torch.tensor([j], device=target.device)
+            yield target[tilts], m(tilts)
+
+    problem = Problem(model, loss, index_batches(target.shape[0], batch, device=target.device),
+                      settings, estimates=lambda m: {}, constraints=[constrain],
+                      residual=residual)
+    return fit(problem, iterations, seed, progress)
+
+
+def _settings(cfg: LOTConfig, model: LocalOrbitalTomography, heights_only: bool,
+              offset: int) -> dict[str, GroupSettings]:
+    """Adam settings; relative rates are scaled by the current heights and kernels."""
+    h = float(model.atoms.heights.detach().abs().max())
+    out = {"heights": GroupSettings(cfg.height_lr * h)}
+    if heights_only:
+        return out
+    out |= {"atoms": GroupSettings(cfg.position_lr), "widths": GroupSettings(cfg.width_lr)}
+    if cfg.shift_lr > 0:
+        out["shifts"] = GroupSettings(cfg.shift_lr)
+    if cfg.interaction == "adaptive" and cfg.probe_lr > 0:
+        k = float(model.interaction.kernels.detach().max())
+        out["probe"] = GroupSettings(cfg.probe_lr * k, start_iter=max(cfg.probe_start - offset, 0))
+    return out
+
+
+def _rescale(model: LocalOrbitalTomography, target: Tensor) -> None:
+    """Scale all heights by the least-squares factor between model and data."""
+    with torch.no_grad():
+        tilts = torch.arange(target.shape[0], device=target.device)
+        m = model(tilts)
+        model.atoms.heights.mul_((m * target).sum() / m.square().sum().clamp_min(1e-30))
+
+
+def _prune(atoms: GaussianAtoms, cfg: LOTConfig) -> tuple[Tensor, Tensor, Tensor]:
+    """Merge orbitals within ``MERGE * min_distance`` of a stronger one, then drop those whose
+    integrated intensity ``H B`` is below ``prune_fraction`` of the 99th percentile."""
+    h, b = atoms.heights.detach().clamp_min(0), atoms.widths.detach()
+    pos, merged = merge_orbitals(atoms.positions.detach(), h * b, MERGE * cfg.min_distance)
+    width = torch.full_like(merged, float(b.median()))
+    keep = merged >= cfg.prune_fraction * torch.quantile(merged, 0.99)
+    return pos[keep], merged[keep] / width[keep], width[keep]
+
+
+def initial_atoms(data: TomoData, target: Tensor, cfg: LOTConfig) -> Tensor:
+    """Starting positions ``[N, 3]`` [Å]: the ``d_est`` grid inside the visual hull, or the
+    traced peaks of a RESIRE volume (``init``)."""
+    v = data.voxel_size
+    nz, nx, ny = data.volume_shape
+    if cfg.init == "resire":
+        from metrics.tracing import trace_atoms
+        from reconstruct.variants.linear import resire_volume
+
+        vol = resire_volume(data, cfg.resire_iterations).cpu().double().numpy()
+        traced = trace_atoms(vol, v, (0.0, 0.0, v / 2), min_distance=cfg.min_distance,
+                             threshold=cfg.prune_fraction * float(vol.max()))
+        return torch.as_tensor(traced.positions, dtype=torch.float32, device=data.device)
+    grid = grid_points((nx * v, ny * v, nz * v), cfg.d_est, margin=cfg.d_est,
+                       device=data.device)
+    return grid[visual_hull(grid, data, target, cfg.hull_threshold, cfg.min_distance)]
+
+
+def _model(data: TomoData, cfg: LOTConfig, positions: Tensor, heights: Tensor, widths: Tensor,
+           interaction: DepthDependentInteraction, shifts: Tensor | None
+           ) -> LocalOrbitalTomography:
+    pixel, _, n_slices = render_grid(data, cfg)
+    atoms = GaussianAtoms(positions, heights, widths).to(data.device)
+    return LocalOrbitalTomography(data, atoms, interaction, pixel, n_slices, shifts)
+
+
+def render_grid(data: TomoData, cfg: LOTConfig) -> tuple[float, tuple[int, int], int]:
+    """The rendering pixel [Å], the image shape ``(X, Y)`` over the cell and the number of
+    slices through the cell depth (thickness at most ``slice_thickness``). ``pixel`` 0: at
+    most the probe intensity's Nyquist pixel ``lambda / (4 alpha)`` (or the voxel if finer),
+    on a grid of fast FFT length (non-square cells: the x pixel)."""
+    nz, nx, ny = data.volume_shape
+    v = data.voxel_size
+    n_slices = max(1, math.ceil(nz * v / cfg.slice_thickness))
+    if cfg.pixel:
+        return cfg.pixel, (round(nx * v / cfg.pixel), round(ny * v / cfg.pixel)), n_slices
+    finest = min(v, energy2wavelength(data.energy) / (4 * data.semiangle))
+    shape = (fast_size(math.ceil(nx * v / finest)), fast_size(math.ceil(ny * v / finest)))
+    return nx * v / shape[0], shape, n_slices
+
+
+def fast_size(n: int) -> int:
+    """The smallest ``m >= n`` with no prime factor above 7 (a fast FFT length)."""
+    m = n
+    while True:
+        k = m
+        for p in (2, 3, 5, 7):
+            while k % p == 0:
+                k //= p
+        if k == 1:
+            return m
+        m += 1
+
+
+def _join(stages: list[Reconstruction]) -> History:
+    history = History()
+    for r in stages:
+        history.loss += r.history.loss
+        history.seconds += r.history.seconds
+    return history
+
+
+def run_lot(data: TomoData, cfg: LOTConfig, seed: int, progress: bool) -> Reconstruction:
+    """Initialise (grid + heights-only fit + merge/prune, or RESIRE peaks), refine, merge and
+    prune halfway, refine, then assign species from ``H pi B``."""
+    target = normalise_series(data.haadf.reshape(data.n_tilts, -1))
+    pixel, shape, n_slices = render_grid(data, cfg)
+    interaction = build_interaction(data, cfg.interaction, shape, pixel, n_slices)
+    pos = initial_atoms(data, target, cfg)
+    ones = torch.ones(len(pos), device=data.device)
+    model = _model(data, cfg, pos, ones, ones * cfg.width, interaction, None)
+    _rescale(model, target)
+    stages, counts = [], [len(pos)]
+    if cfg.init == "grid" and cfg.init_iterations:
+        stages.append(_stage(model, target, cfg, cfg.init_iterations,
+                             _settings(cfg, model, True, 0), seed, progress))
+        model = _model(data, cfg, *_prune(model.atoms, cfg), interaction, model.shifts.detach())
+        counts.append(len(model.atoms.heights))
+    first = cfg.iterations // 2
+    for k, n in enumerate((first, cfg.iterations - first)):
+        if k:
+            model = _model(data, cfg, *_prune(model.atoms, cfg), model.interaction,
+                           model.shifts.detach())
+            counts.append(len(model.atoms.heights))
+        stages.append(_stage(model, target, cfg, n, _settings(cfg, model, False, k * first),
+                             seed, progress))
+    return _result(model, stages, counts, data, cfg)
+
+
+def _result(model: LocalOrbitalTomography, stages: list[Reconstruction], counts: list[int],
+            data: TomoData, cfg: LOTConfig) -> Reconstruction:
+    atoms = model.atoms
+    h, b = atoms.heights.detach(), atoms.widths.detach()
+    species = list(cfg.species) or list(data.species) or [1]
+    numbers = torch.zeros(len(h), dtype=torch.long)
+    if len(h) >= len(species) + 1:
+        numbers = torch.as_tensor(assign_species((h * math.pi * b).cpu().double().numpy(),
+                                                 species))
+    last = stages[-1]
+    info = {"orbitals_per_stage": counts, "interaction": cfg.interaction,
+            "final_loss": last.info.get("final_loss")}
+    history = _join(stages)
+    return Reconstruction(
+        history=history, r_factor=last.r_factor,
+        seconds_per_iteration=history.seconds / max(len(history.loss), 1),
+        atoms=AtomsEstimate(atoms.positions.detach(), numbers, h, b), info=info)
+
+
+def assign_species(intensities: np.ndarray, species: list[int]) -> np.ndarray:
+    """Atomic numbers ``[N]`` (0 = not an atom) from integrated intensities ``H pi B``: the
+    suite's classifier on the intensities clipped at their 99th percentile (a few bright
+    outliers must not form a species and turn every atom into a non-atom), with a non-atom
+    class where one is separated, kept only if it is at most half as bright as the weakest
+    species."""
+    clipped = np.minimum(intensities, np.quantile(intensities, 0.99))  # no class of outliers
+    classes = classify_species(clipped, len(species), atomic_numbers=species)
+    means = classes.class_means
+    if classes.has_non_atom and means[0] > 0.5 * means[1]:
+        classes = classify_species(clipped, len(species), atomic_numbers=species,
+                                   non_atom=False)
+    return np.asarray(classes.labels)
+
+
+def _check_lot(cfg: LOTConfig) -> None:
+    choices = {"interaction": (cfg.interaction, MODES), "init": (cfg.init, INITS)}
+    for key, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise ConfigError(f"algorithm.{key}", value, f"one of {list(allowed)}")
+    for key in ("iterations", "d_est", "min_distance", "width", "slice_thickness"):
+        if not getattr(cfg, key) > 0:
+            raise ConfigError(f"algorithm.{key}", getattr(cfg, key), "a value > 0")
+    for key in ("init_iterations", "pixel", "tilt_batch", "position_lr", "height_lr",
+                "width_lr", "shift_lr", "probe_lr", "probe_start", "hull_threshold"):
+        if getattr(cfg, key) < 0:
+            raise ConfigError(f"algorithm.{key}", getattr(cfg, key), "a value >= 0")
+    if not 0 <= cfg.prune_fraction < 1:
+        raise ConfigError("algorithm.prune_fraction", cfg.prune_fraction, "a value in [0, 1)")
+    if any(int(z) < 1 for z in cfg.species):
+        raise ConfigError("algorithm.species", cfg.species, "atomic numbers >= 1")
+
+
+register_variant(Variant("lot", LOTConfig, {"haadf"}, run_lot, _check_lot))
