@@ -40,8 +40,12 @@ from metrics.classify import classify_species
 from reconstruct.atoms import GaussianAtoms, grid_points, merge_orbitals, transform_atoms
 from reconstruct.data import TomoData
 from reconstruct.fit import Problem, fit
-from reconstruct.haadf import MODES, DepthDependentInteraction, depth_probe_kernels, \
-    kernel_oversampling
+from reconstruct.haadf import (
+    MODES,
+    DepthDependentInteraction,
+    depth_probe_kernels,
+    kernel_oversampling,
+)
 from reconstruct.loop import GroupSettings, History, index_batches
 from reconstruct.optics import energy2wavelength
 from reconstruct.result import AtomsEstimate, Reconstruction
