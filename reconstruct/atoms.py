@@ -87,13 +87,29 @@ def render_gaussian_slices(
 
 class GaussianAtoms(nn.Module):
     """Learnable atoms (group ``"atoms"``): ``positions [N, 3]`` [Å], ``heights [N]``,
-    ``widths [N]`` [Å**2] (stored as ``log``-widths so that they stay positive)."""
+    ``widths [N]`` [Å**2] (stored as ``log``-widths so that they stay positive).
 
-    def __init__(self, positions: Tensor, heights: Tensor, widths: Tensor) -> None:
+    ``by_integral=True`` stores ``log_integrals`` (the projected integral ``H pi B``, > 0)
+    instead of ``heights``, which become ``exp(log_integrals) / (pi B)``: a change of width
+    then keeps an atom's intensity, and steps are relative, which conditions a joint fit of
+    heights and widths far better (LOT's refinement)."""
+
+    def __init__(self, positions: Tensor, heights: Tensor, widths: Tensor,
+                 by_integral: bool = False) -> None:
         super().__init__()
         self.positions = nn.Parameter(positions.clone())
-        self.heights = nn.Parameter(heights.clone())
         self.log_widths = nn.Parameter(torch.log(widths.clone()))
+        self.by_integral = by_integral
+        if by_integral:
+            integral = heights.clone() * math.pi * widths
+            self.log_integrals = nn.Parameter(torch.log(integral.clamp_min(1e-30)))
+        else:
+            self.heights = nn.Parameter(heights.clone())
+
+    def __getattr__(self, name: str):  # ``heights`` of the integral parametrisation
+        if name == "heights" and "log_integrals" in self._parameters:
+            return torch.exp(self.log_integrals) / (math.pi * torch.exp(self.log_widths))
+        return super().__getattr__(name)
 
     @property
     def widths(self) -> Tensor:

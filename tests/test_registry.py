@@ -41,8 +41,10 @@ TINY = ["scale=ci", "sample.diameter=6.0", "scan.step=1.6", "tilts.count=2",
 def _tiny_params(name: str, iterations: int = 12) -> object:
     schema = VARIANTS[name].schema
     fields = {f.name for f in dataclasses.fields(schema)}
-    return variant_params({"name": name} | ({"iterations": iterations} if "iterations" in fields
-                                            else {}))[1]
+    params = {"name": name} | ({"iterations": iterations} if "iterations" in fields else {})
+    if "interaction" in fields:  # the tiny ADF signals are linear projections: p = 1
+        params["interaction"] = "direct"
+    return variant_params(params)[1]
 
 
 @pytest.fixture(scope="module")

@@ -55,6 +55,7 @@ from reconstruct.variants.base import Variant, register_variant
 from simulate.errors import ConfigError
 
 INITS = ("grid", "resire")
+WIDEST = 3.0  # the widest orbital, in units of the starting width B
 MERGE = 0.75  # merge radius in units of min_distance (no two atoms are closer than that)
 
 
@@ -62,8 +63,10 @@ MERGE = 0.75  # merge radius in units of min_distance (no two atoms are closer t
 class LOTConfig:
     """LOT parameters. Lengths in Å, ``width`` B in Å**2. Learning rates (Adam, per
     iteration): ``position_lr`` Å, ``height_lr`` and ``probe_lr`` relative to the starting
-    scale, ``width_lr`` in log B, ``shift_lr`` Å (0 = fixed). ``pixel`` is the rendering pixel
-    (0 = the dataset's voxel); ``tilt_batch`` tilts per update (0 = all)."""
+    scale, ``width_lr`` in log B, ``shift_lr`` Å (0 = fixed); all but the probe's fall
+    geometrically to ``lr_decay`` times their start over the refinement (fast first steps,
+    precise last ones). ``pixel`` is the rendering pixel (0: see :func:`render_grid`);
+    ``tilt_batch`` tilts per update (0 = all)."""
 
     name: str = "lot"
     interaction: str = "adaptive"
@@ -72,14 +75,15 @@ class LOTConfig:
     d_est: float = 1.0
     init_iterations: int = 40
     hull_threshold: float = 0.05
-    min_distance: float = 2.0
+    min_distance: float = 1.5
     prune_fraction: float = 0.2
     width: float = 0.5
     slice_thickness: float = 2.0
     pixel: float = 0.0
     position_lr: float = 0.02
-    height_lr: float = 0.02
+    height_lr: float = 0.05
     width_lr: float = 0.05
+    lr_decay: float = 0.3
     shift_lr: float = 0.0
     probe_lr: float = 0.01
     probe_start: int = 20
@@ -116,8 +120,10 @@ class LocalOrbitalTomography(nn.Module):
         self.shifts = nn.Parameter(data.shifts.clone() if shifts is None else shifts.clone())
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        groups = {"atoms": [self.atoms.positions], "heights": [self.atoms.heights],
-                  "widths": [self.atoms.log_widths], "shifts": [self.shifts]}
+        a = self.atoms
+        heights = a.log_integrals if a.by_integral else a.heights
+        groups = {"atoms": [a.positions], "heights": [heights], "widths": [a.log_widths],
+                  "shifts": [self.shifts]}
         if self.interaction.mode == "adaptive":
             groups["probe"] = [self.interaction.kernels]
         return groups
@@ -193,7 +199,9 @@ def cell_centre_A(data: TomoData) -> Tensor:
 def _stage(model: LocalOrbitalTomography, target: Tensor, cfg: LOTConfig, iterations: int,
            settings: dict[str, GroupSettings], seed: int, progress: bool) -> Reconstruction:
     """One call of the shared loop: eq. 5's loss over tilt batches, H >= 0, B at least half a
-    pixel squared (a narrower Gaussian aliases on the rendering grid),
+    pixel squared (a narrower Gaussian aliases on the rendering grid) and at most ``WIDEST``
+    times the starting width (an orbital that wide is no atom, and the widest sets every
+    atom's rendering window),
     drifts of zero mean (a common drift is a translation of the atoms), kernels >= 0 with
     unit sum."""
     batch = cfg.tilt_batch or target.shape[0]
@@ -202,10 +210,12 @@ def _stage(model: LocalOrbitalTomography, target: Tensor, cfg: LOTConfig, iterat
         return 0.5 * (m(tilts) - target[tilts]).square().mean()
 
     narrowest = math.log(model.pixel**2 / 2)  # B >= pixel**2 / 2: sigma >= pixel / 2
+    widest = math.log(WIDEST * cfg.width)
 
     def constrain(m: LocalOrbitalTomography, _iteration: int) -> None:
-        m.atoms.heights.clamp_(min=0.0)
-        m.atoms.log_widths.clamp_(min=narrowest)
+        if not m.atoms.by_integral:
+            m.atoms.heights.clamp_(min=0.0)
+        m.atoms.log_widths.clamp_(min=narrowest, max=widest)
         m.shifts.sub_(m.shifts.mean(0))
         if m.interaction.mode == "adaptive":
             k = m.interaction.kernels.clamp_(min=0.0)
@@ -224,14 +234,17 @@ def _stage(model: LocalOrbitalTomography, target: Tensor, cfg: LOTConfig, iterat
 
 def _settings(cfg: LOTConfig, model: LocalOrbitalTomography, heights_only: bool,
               offset: int) -> dict[str, GroupSettings]:
-    """Adam settings; relative rates are scaled by the current heights and kernels."""
-    h = float(model.atoms.heights.detach().abs().max())
-    out = {"heights": GroupSettings(cfg.height_lr * h)}
-    if heights_only:
-        return out
-    out |= {"atoms": GroupSettings(cfg.position_lr), "widths": GroupSettings(cfg.width_lr)}
+    """Adam settings (heights as log-integrals, so their rate is relative; the probe's
+    scaled by the kernels); the grid's heights-only stage, a linear problem in H >= 0,
+    takes backtracking gradient steps instead."""
+    if heights_only:  # a linear least-squares problem: gradient steps with a line search
+        return {"heights": GroupSettings(1.0, optimizer="line_search")}
+    decay = cfg.lr_decay ** (1 / max(cfg.iterations, 1))
+    out = {"heights": GroupSettings(cfg.height_lr * decay**offset, lr_decay=decay),
+           "atoms": GroupSettings(cfg.position_lr * decay**offset, lr_decay=decay),
+           "widths": GroupSettings(cfg.width_lr * decay**offset, lr_decay=decay)}
     if cfg.shift_lr > 0:
-        out["shifts"] = GroupSettings(cfg.shift_lr)
+        out["shifts"] = GroupSettings(cfg.shift_lr * decay**offset, lr_decay=decay)
     if cfg.interaction == "adaptive" and cfg.probe_lr > 0:
         k = float(model.interaction.kernels.detach().max())
         out["probe"] = GroupSettings(cfg.probe_lr * k, start_iter=max(cfg.probe_start - offset, 0))
@@ -243,7 +256,11 @@ def _rescale(model: LocalOrbitalTomography, target: Tensor) -> None:
     with torch.no_grad():
         tilts = torch.arange(target.shape[0], device=target.device)
         m = model(tilts)
-        model.atoms.heights.mul_((m * target).sum() / m.square().sum().clamp_min(1e-30))
+        scale = ((m * target).sum() / m.square().sum().clamp_min(1e-30)).clamp_min(1e-30)
+        if model.atoms.by_integral:
+            model.atoms.log_integrals.add_(torch.log(scale))
+        else:
+            model.atoms.heights.mul_(scale)
 
 
 def _prune(atoms: GaussianAtoms, cfg: LOTConfig) -> tuple[Tensor, Tensor, Tensor]:
@@ -275,10 +292,10 @@ def initial_atoms(data: TomoData, target: Tensor, cfg: LOTConfig) -> Tensor:
 
 
 def _model(data: TomoData, cfg: LOTConfig, positions: Tensor, heights: Tensor, widths: Tensor,
-           interaction: DepthDependentInteraction, shifts: Tensor | None
-           ) -> LocalOrbitalTomography:
+           interaction: DepthDependentInteraction, shifts: Tensor | None,
+           by_integral: bool = True) -> LocalOrbitalTomography:
     pixel, _, n_slices = render_grid(data, cfg)
-    atoms = GaussianAtoms(positions, heights, widths).to(data.device)
+    atoms = GaussianAtoms(positions, heights, widths, by_integral).to(data.device)
     return LocalOrbitalTomography(data, atoms, interaction, pixel, n_slices, shifts)
 
 
@@ -326,10 +343,11 @@ def run_lot(data: TomoData, cfg: LOTConfig, seed: int, progress: bool) -> Recons
     interaction = build_interaction(data, cfg.interaction, shape, pixel, n_slices)
     pos = initial_atoms(data, target, cfg)
     ones = torch.ones(len(pos), device=data.device)
-    model = _model(data, cfg, pos, ones, ones * cfg.width, interaction, None)
+    grid = cfg.init == "grid" and cfg.init_iterations > 0
+    model = _model(data, cfg, pos, ones, ones * cfg.width, interaction, None, not grid)
     _rescale(model, target)
     stages, counts = [], [len(pos)]
-    if cfg.init == "grid" and cfg.init_iterations:
+    if grid:
         stages.append(_stage(model, target, cfg, cfg.init_iterations,
                              _settings(cfg, model, True, 0), seed, progress))
         model = _model(data, cfg, *_prune(model.atoms, cfg), interaction, model.shifts.detach())
@@ -391,6 +409,8 @@ def _check_lot(cfg: LOTConfig) -> None:
                 "width_lr", "shift_lr", "probe_lr", "probe_start", "hull_threshold"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"algorithm.{key}", getattr(cfg, key), "a value >= 0")
+    if not 0 < cfg.lr_decay <= 1:
+        raise ConfigError("algorithm.lr_decay", cfg.lr_decay, "a value in (0, 1]")
     if not 0 <= cfg.prune_fraction < 1:
         raise ConfigError("algorithm.prune_fraction", cfg.prune_fraction, "a value in [0, 1)")
     if any(int(z) < 1 for z in cfg.species):
