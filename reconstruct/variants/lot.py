@@ -11,8 +11,10 @@ eq. 5's mean square, the quality eq. 11's R-factor (computed by :func:`fit`).
 Initialisation (``init``):
 
 - ``grid`` (paper 004): orbitals on a regular grid of spacing ``d_est`` inside the visual hull
-  of the series (points that project onto signal above ``hull_threshold`` at every tilt).
-  Their heights alone are fitted for ``init_iterations`` (H >= 0), then orbitals closer than
+  of the series (points that project onto signal above ``hull_threshold`` at every tilt),
+  at most ``d_est / 2`` wide (B <= d_est**2 / 4, so that neighbours are nearly orthogonal and
+  the linear fit converges). Their heights alone are fitted for ``init_iterations`` (H >= 0,
+  line search), then orbitals closer than
   ``0.75 min_distance`` are merged (:func:`merge_orbitals`: strongest first, height-weighted
   centroid, summed height) and merged orbitals whose height is below ``prune_fraction`` of
   the 99th percentile are dropped.
@@ -62,8 +64,9 @@ MERGE = 0.75  # merge radius in units of min_distance (no two atoms are closer t
 @dataclass
 class LOTConfig:
     """LOT parameters. Lengths in Å, ``width`` B in Å**2. Learning rates (Adam, per
-    iteration): ``position_lr`` Å, ``height_lr`` and ``probe_lr`` relative to the starting
-    scale, ``width_lr`` in log B, ``shift_lr`` Å (0 = fixed); all but the probe's fall
+    iteration): ``position_lr`` Å, ``height_lr`` in log H pi B, ``width_lr`` in log B,
+    ``shift_lr`` Å (0 = fixed); ``probe_lr`` is the kernels' first line-search step (0 =
+    fixed, i.e. rigid). All but the probe's fall
     geometrically to ``lr_decay`` times their start over the refinement (fast first steps,
     precise last ones). ``pixel`` is the rendering pixel (0: see :func:`render_grid`);
     ``tilt_batch`` tilts per update (0 = all)."""
@@ -76,7 +79,7 @@ class LOTConfig:
     init_iterations: int = 40
     hull_threshold: float = 0.05
     min_distance: float = 1.5
-    prune_fraction: float = 0.2
+    prune_fraction: float = 0.05
     width: float = 0.5
     slice_thickness: float = 2.0
     pixel: float = 0.0
@@ -85,7 +88,7 @@ class LOTConfig:
     width_lr: float = 0.05
     lr_decay: float = 0.3
     shift_lr: float = 0.0
-    probe_lr: float = 0.01
+    probe_lr: float = 1.0
     probe_start: int = 20
     tilt_batch: int = 0
     species: list[int] = field(default_factory=list)
@@ -234,9 +237,9 @@ def _stage(model: LocalOrbitalTomography, target: Tensor, cfg: LOTConfig, iterat
 
 def _settings(cfg: LOTConfig, model: LocalOrbitalTomography, heights_only: bool,
               offset: int) -> dict[str, GroupSettings]:
-    """Adam settings (heights as log-integrals, so their rate is relative; the probe's
-    scaled by the kernels); the grid's heights-only stage, a linear problem in H >= 0,
-    takes backtracking gradient steps instead."""
+    """Adam settings (heights as log-integrals, so their rate is relative); the adaptive
+    kernels and the grid's heights-only stage (a linear problem in H >= 0) take backtracking
+    gradient steps (``probe_lr`` is the first trial step)."""
     if heights_only:  # a linear least-squares problem: gradient steps with a line search
         return {"heights": GroupSettings(1.0, optimizer="line_search")}
     decay = cfg.lr_decay ** (1 / max(cfg.iterations, 1))
@@ -245,9 +248,10 @@ def _settings(cfg: LOTConfig, model: LocalOrbitalTomography, heights_only: bool,
            "widths": GroupSettings(cfg.width_lr * decay**offset, lr_decay=decay)}
     if cfg.shift_lr > 0:
         out["shifts"] = GroupSettings(cfg.shift_lr * decay**offset, lr_decay=decay)
-    if cfg.interaction == "adaptive" and cfg.probe_lr > 0:
-        k = float(model.interaction.kernels.detach().max())
-        out["probe"] = GroupSettings(cfg.probe_lr * k, start_iter=max(cfg.probe_start - offset, 0))
+    if cfg.interaction == "adaptive" and cfg.probe_lr > 0:  # gradient steps, line search:
+        # Adam's per-pixel steps would lift the kernels' faint tails as much as their cores
+        out["probe"] = GroupSettings(cfg.probe_lr, optimizer="line_search",
+                                     start_iter=max(cfg.probe_start - offset, 0))
     return out
 
 
@@ -263,12 +267,14 @@ def _rescale(model: LocalOrbitalTomography, target: Tensor) -> None:
             model.atoms.heights.mul_(scale)
 
 
-def _prune(atoms: GaussianAtoms, cfg: LOTConfig) -> tuple[Tensor, Tensor, Tensor]:
+def _prune(atoms: GaussianAtoms, cfg: LOTConfig, width: float | None = None
+           ) -> tuple[Tensor, Tensor, Tensor]:
     """Merge orbitals within ``MERGE * min_distance`` of a stronger one, then drop those whose
-    integrated intensity ``H B`` is below ``prune_fraction`` of the 99th percentile."""
+    integrated intensity ``H B`` is below ``prune_fraction`` of the 99th percentile; merged
+    orbitals get ``width`` (default the median width)."""
     h, b = atoms.heights.detach().clamp_min(0), atoms.widths.detach()
     pos, merged = merge_orbitals(atoms.positions.detach(), h * b, MERGE * cfg.min_distance)
-    width = torch.full_like(merged, float(b.median()))
+    width = torch.full_like(merged, float(b.median()) if width is None else width)
     keep = merged >= cfg.prune_fraction * torch.quantile(merged, 0.99)
     return pos[keep], merged[keep] / width[keep], width[keep]
 
@@ -344,13 +350,15 @@ def run_lot(data: TomoData, cfg: LOTConfig, seed: int, progress: bool) -> Recons
     pos = initial_atoms(data, target, cfg)
     ones = torch.ones(len(pos), device=data.device)
     grid = cfg.init == "grid" and cfg.init_iterations > 0
-    model = _model(data, cfg, pos, ones, ones * cfg.width, interaction, None, not grid)
+    width = min(cfg.width, cfg.d_est**2 / 4) if grid else cfg.width
+    model = _model(data, cfg, pos, ones, ones * width, interaction, None, not grid)
     _rescale(model, target)
     stages, counts = [], [len(pos)]
     if grid:
         stages.append(_stage(model, target, cfg, cfg.init_iterations,
                              _settings(cfg, model, True, 0), seed, progress))
-        model = _model(data, cfg, *_prune(model.atoms, cfg), interaction, model.shifts.detach())
+        model = _model(data, cfg, *_prune(model.atoms, cfg, cfg.width), interaction,
+                       model.shifts.detach())
         counts.append(len(model.atoms.heights))
     first = cfg.iterations // 2
     for k, n in enumerate((first, cfg.iterations - first)):
