@@ -42,7 +42,8 @@ class TomoData:
     electron (zero frequency at ``n // 2``, detector sampling ``1 / (n v)`` 1/Å);
     ``haadf [T, sx, sy]`` ADF signal per incident electron at ``haadf_positions
     [T, sx sy, 2]`` Å; ``electrons_per_position`` (``inf`` for noise-free data);
-    ``species`` the atomic numbers the specimen contains (its composition, which an
+    ``adf_aberrations`` those of the ADF scan where it was recorded with its own defocus
+    (None: ``aberrations``); ``species`` the atomic numbers the specimen contains (its composition, which an
     experimenter knows; empty if unknown), for methods that assign species themselves.
     """
 
@@ -59,6 +60,7 @@ class TomoData:
     haadf_positions: Tensor | None = None
     electrons_per_position: float = float("inf")
     species: tuple[int, ...] = ()
+    adf_aberrations: dict[str, float] | None = None
 
     @property
     def n_tilts(self) -> int:
@@ -82,6 +84,16 @@ def crop_patterns(patterns: np.ndarray, n: int | tuple[int, int]) -> np.ndarray:
     k1, k2 = patterns.shape[-2:]
     a1, a2 = k1 // 2 - n1 // 2, k2 // 2 - n2 // 2
     return patterns[..., a1:a1 + n1, a2:a2 + n2]
+
+
+def adf_defocus(ds: Dataset) -> float:
+    """Defocus [Å] of the ADF scan: the metadata's ``adf_defocus_A``, else the simulation
+    config's ``detector.adf_defocus`` (datasets written before the key), else the probe's."""
+    m = ds.meta
+    if m.get("adf_defocus_A") is not None:
+        return float(m["adf_defocus_A"])
+    own = (ds.config.get("detector") or {}).get("adf_defocus")
+    return float(m["defocus_A"] if own is None else own)
 
 
 def composition(ds: Dataset) -> tuple[int, ...]:
@@ -135,4 +147,5 @@ def from_dataset(ds: Dataset, noise: NoiseConfig, device: torch.device | str,
     if "haadf" in kinds and ds.has_haadf:
         data.haadf = as_t(ds.measurements(noise, realisation, "haadf", per_electron=True))
         data.haadf_positions = as_t(nominal)
+        data.adf_aberrations = {**data.aberrations, "C10": -adf_defocus(ds)}
     return data

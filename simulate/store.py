@@ -161,6 +161,9 @@ def _meta(ts: TiltSeries, cfg: SimulationConfig, sx_sy: tuple[int, int]) -> dict
         "adf_mrad": [cfg.detector.adf_inner, cfg.detector.adf_outer]
         if ts.haadf is not None
         else None,
+        "adf_defocus_A": None if ts.haadf is None else float(
+            cfg.detector.adf_defocus if cfg.detector.adf_defocus is not None
+            else cfg.microscope.defocus),
     }
 
 

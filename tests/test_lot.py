@@ -156,8 +156,10 @@ def test_lot_finds_every_atom_of_its_own_forward_model_from_the_grid():
     """Exact rigid-DDI data of a 14 Å-thick block, probe focused 10 Å above the cell: the grid
     start finds every atom and the rigid fit places them to within a fraction of a pm; the
     direct projection, blind to the blur that grows with depth, fits the same data worse.
-    Measured (d_est 1.5 Å, 300 iterations): rigid 0.006 pm, R 0.0019; direct 1.8 pm,
-    R 0.105; both with no tracing error."""
+    Measured (d_est 1.5 Å, 300 iterations, defaults of 2026-12-01): rigid 0.82 pm, R 0.0085;
+    direct 2.58 pm, R 0.086; both with no tracing error. (Rigid reached 0.006 pm with
+    prune_fraction 0.2; the default 0.05, which keeps Cu beside Au, leaves weak duplicates
+    that share a little of the atoms' intensity.)"""
     from reconstruct.variants import VARIANTS
 
     data, truth = _atoms_data(defocus=-10.0)
@@ -168,5 +170,5 @@ def test_lot_finds_every_atom_of_its_own_forward_model_from_the_grid():
         result = VARIANTS["lot"].reconstruct(data, cfg, 0, False)
         scores[mode], r[mode] = _score(result, truth), result.r_factor
     assert scores["rigid"][1] == 0.0 and scores["direct"][1] <= 0.05
-    assert scores["rigid"][0] < 0.5 < scores["direct"][0]
-    assert r["rigid"] < 0.01 and r["direct"] > 5 * r["rigid"]
+    assert scores["rigid"][0] < 1.5 and scores["rigid"][0] < 0.5 * scores["direct"][0]
+    assert r["rigid"] < 0.02 and r["direct"] > 5 * r["rigid"]

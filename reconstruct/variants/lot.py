@@ -143,15 +143,17 @@ class LocalOrbitalTomography(nn.Module):
 
 def build_interaction(data: TomoData, mode: str, shape: tuple[int, int], pixel: float,
                       n_slices: int) -> DepthDependentInteraction:
-    """The interaction of ``mode``; kernels at the slices' centre depths below the cell
-    entrance (where the probe's defocus refers to), integrated over the pixel."""
+    """The interaction of ``mode``; kernels of the ADF scan's probe (its own defocus when it
+    had one) at the slices' centre depths below the cell entrance (where the defocus refers
+    to), integrated over the pixel."""
     if mode == "direct":
         return DepthDependentInteraction("direct").to(data.device)
     dz = data.volume_shape[0] * data.voxel_size / n_slices
     depths = (torch.arange(n_slices, device=data.device, dtype=torch.float64) + 0.5) * dz
     f = kernel_oversampling(pixel, data.energy, data.semiangle)
+    aberrations = data.aberrations if data.adf_aberrations is None else data.adf_aberrations
     kernels = depth_probe_kernels(shape, (pixel, pixel), data.energy, data.semiangle, depths,
-                                  data.aberrations, oversample=f)
+                                  aberrations, oversample=f)
     return DepthDependentInteraction(mode, kernels.float()).to(data.device)
 
 
