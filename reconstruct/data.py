@@ -43,8 +43,9 @@ class TomoData:
     ``haadf [T, sx, sy]`` ADF signal per incident electron at ``haadf_positions
     [T, sx sy, 2]`` Å; ``electrons_per_position`` (``inf`` for noise-free data);
     ``adf_aberrations`` those of the ADF scan where it was recorded with its own defocus
-    (None: ``aberrations``); ``species`` the atomic numbers the specimen contains (its composition, which an
-    experimenter knows; empty if unknown), for methods that assign species themselves.
+    (None: ``aberrations``); ``species`` the atomic numbers the specimen contains (its
+    composition, which an experimenter knows; empty if unknown), for methods that assign
+    species themselves.
     """
 
     volume_shape: tuple[int, int, int]
