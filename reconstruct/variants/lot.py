@@ -154,7 +154,21 @@ def build_interaction(data: TomoData, mode: str, shape: tuple[int, int], pixel: 
     aberrations = data.aberrations if data.adf_aberrations is None else data.adf_aberrations
     kernels = depth_probe_kernels(shape, (pixel, pixel), data.energy, data.semiangle, depths,
                                   aberrations, oversample=f)
-    return DepthDependentInteraction(mode, kernels.float()).to(data.device)
+    interaction = DepthDependentInteraction(mode, kernels.float()).to(data.device)
+    if mode == "adaptive":
+        interaction.register_buffer("support", kernel_support(kernels, pixel).float())
+    return interaction
+
+
+def kernel_support(kernels: Tensor, pixel: float) -> Tensor:
+    """Mask ``[n, X, Y]`` of the pixels an adaptive kernel may use: within ``3 sqrt(<r²>) +
+    1 Å`` of its centre (its starting second moment), so that the optimisation cannot spread
+    a kernel into a pedestal that fits noise."""
+    x = torch.fft.fftfreq(kernels.shape[-2], 1 / kernels.shape[-2]).to(kernels) * pixel
+    y = torch.fft.fftfreq(kernels.shape[-1], 1 / kernels.shape[-1]).to(kernels) * pixel
+    r2 = x[:, None] ** 2 + y[None] ** 2
+    radius = 3 * (kernels * r2).sum((-2, -1)).sqrt() + 1.0  # [n] Å
+    return r2 <= radius[:, None, None] ** 2
 
 
 def visual_hull(points: Tensor, data: TomoData, target: Tensor, threshold: float,
@@ -223,7 +237,7 @@ def _stage(model: LocalOrbitalTomography, target: Tensor, cfg: LOTConfig, iterat
         m.atoms.log_widths.clamp_(min=narrowest, max=widest)
         m.shifts.sub_(m.shifts.mean(0))
         if m.interaction.mode == "adaptive":
-            k = m.interaction.kernels.clamp_(min=0.0)
+            k = m.interaction.kernels.clamp_(min=0.0).mul_(m.interaction.support)
             k.div_(k.sum((-2, -1), keepdim=True).clamp_min(1e-30))
 
     def residual(m: LocalOrbitalTomography):
