@@ -18,6 +18,7 @@ import torch
 
 import reconstruct.variants  # noqa: F401  (registers the variants)
 from experiments.figures import loss_figure, save_figure
+from experiments.halfsets import check_half_sets, half_datasets, score_half_sets
 from experiments.scoring import ScoringConfig, Truth, public, score_figures, score_or_fail
 from reconstruct.data import MEASUREMENT_KEYS, from_dataset
 from reconstruct.loop import DivergenceError
@@ -80,6 +81,7 @@ def run_benchmark(cfg: dict[str, Any], out_dir: Path, device: torch.device) -> d
     noise = section("noise", NoiseConfig, cfg["noise"])
     validate_noise(noise)
     scoring = section("scoring", ScoringConfig, cfg["scoring"])
+    check_half_sets(scoring, noise)
     variant, params = variant_params(cfg["algorithm"])
     ds = job_dataset(cfg, variant)
     data = from_dataset(ds, noise, device, kinds=variant.requires)
@@ -93,6 +95,11 @@ def run_benchmark(cfg: dict[str, Any], out_dir: Path, device: torch.device) -> d
         save_estimates(out_dir / "estimates.npz", estimates)
     truth = Truth(ds)
     result = score_or_fail(estimates, error, truth, scoring)
+    if scoring.half_sets != "none" and result["status"] == "ok":
+        halves = half_datasets(ds, noise, device, variant.requires, scoring, data)
+        first = estimates.get("volume") if scoring.half_sets == "poisson" else None
+        result |= score_half_sets(variant, params, halves, truth, int(cfg["seed"]), out_dir,
+                                  first)
     record = public(run_record(variant, rec, time.perf_counter() - t0) | result
                     | {"dataset_key": ds.key, "device": str(device)})
     save_figure(loss_figure(rec.history.loss), out_dir / "loss.png")

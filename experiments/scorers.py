@@ -5,6 +5,7 @@
 | ``traced_atoms`` | ``volume`` | atoms | RMSD, tracing error, classification, recall |
 | ``atoms`` | ``atoms`` | atoms | the same, matched directly (no tracing) |
 | ``fsc`` | ``volume`` | ``truth/potential`` | FSC resolution (0.5 against the truth) |
+| ``elongation`` | ``volume`` | atoms | FWHM of the heaviest atoms' peaks along z and x |
 | ``r_factor`` | ``r_factor`` | none (the data) | R-factor of the fitted model (paper 004 eq. 11) |
 | ``tilt`` | ``tilt`` | ``truth/truth_tilt_mrad`` | mistilt error (mrad) |
 | ``tilt_map`` | ``tilt_map`` | ``truth/truth_tilt_at_positions`` | mean and max tilt-map error |
@@ -32,6 +33,7 @@ from metrics import (
     columns_from_atoms,
     fourier_shell_correlation,
     integrated_intensity,
+    peak_elongation,
     score_atoms,
     tilt_error_mrad,
     trace_atoms,
@@ -149,12 +151,35 @@ def tilt_map_figure(out_dir: Path, est: Estimates, result: dict[str, Any], truth
     save_figure(plot_tilt_map(tilt, true, component, step), out_dir / "tilt_map.png")
 
 
+def score_elongation(est: Estimates, truth: Truth, cfg: ScoringConfig) -> dict[str, Any]:
+    """Missing-wedge elongation (paper 000 Fig. 2d): the peaks at the heaviest species' true
+    atoms, FWHM along the beam (z) against x, and their ratio."""
+    numbers = truth.array("truth/numbers")
+    heavy = truth.array("truth/positions")[numbers == numbers.max()]
+    return peak_elongation(est["volume"], truth.voxel_size, truth.origin, heavy)
+
+
+def depth_section_figure(out_dir: Path, est: Estimates, result: dict[str, Any],
+                         truth: Truth) -> None:
+    """An x-z section (2 Å thick in y, through the cell centre) with the true atoms."""
+    vol = np.asarray(est["volume"], float).transpose(2, 1, 0)  # [y, x, z]: y is the slab axis
+    o = np.asarray(truth.origin, float)
+    true = truth.array("truth/positions")[:, [0, 2, 1]]
+    fig = plot_slab_overlay(vol, truth.voxel_size, o[[0, 2, 1]], np.zeros((0, 3)), true,
+                            None, truth.array("truth/numbers"))
+    fig.axes[0].set_ylabel("z (Å), along the beam")
+    fig.axes[0].set_title("x-z section (2 Å in y)")
+    save_figure(fig, out_dir / "depth_section.png")
+
+
 def score_geometry(est: Estimates, truth: Truth, cfg: ScoringConfig) -> dict[str, Any]:
     err = alignment_errors(est["geometry.shifts"], est["geometry.euler_deg"],
                            truth.array("geometry/shifts"), truth.array("geometry/euler_deg"))
     keys = ("shift_error_mean_A", "shift_error_max_A", "rotation_error_mean_deg",
             "rotation_error_max_deg")
-    return {k: err[k] for k in keys} | {"gauge_shift_A": err["gauge_shift_A"].tolist()}
+    return {k: err[k] for k in keys} | {
+        "shift_error_median_A": float(np.median(err["shift_error_A"])),
+        "gauge_shift_A": err["gauge_shift_A"].tolist()}
 
 
 def score_positions(est: Estimates, truth: Truth, cfg: ScoringConfig) -> dict[str, Any]:
@@ -196,6 +221,9 @@ for _scorer in (
            rank_by="rmsd_pm"),
     Scorer("fsc", "volume", ("truth/potential",), score_fsc, ("fsc_resolution_A",), fsc_figure,
            {"fsc_resolution_A": "FSC 0.5 (Å)"}),
+    Scorer("elongation", "volume", ATOMS_TRUTH, score_elongation,
+           ("elongation", "fwhm_z_A", "fwhm_x_A"), depth_section_figure,
+           {"elongation": "FWHM z / x", "fwhm_z_A": "FWHM z (Å)", "fwhm_x_A": "FWHM x (Å)"}),
     Scorer("r_factor", "r_factor", (), score_r_factor, ("r_factor",), None,
            {"r_factor": "R-factor"}),
     Scorer("tilt", "tilt", ("truth/truth_tilt_mrad",), score_tilt, ("tilt_error_mrad",), None,
@@ -207,8 +235,9 @@ for _scorer in (
             "tilt_map_error_max_mrad": "tilt map max error (mrad)",
             "tilt_profile_error_rms_mrad": "tilt profile RMS error (mrad)"}),
     Scorer("geometry", "geometry", ("geometry/euler_deg", "geometry/shifts"), score_geometry,
-           ("shift_error_mean_A", "rotation_error_mean_deg"), None,
+           ("shift_error_mean_A", "shift_error_median_A", "rotation_error_mean_deg"), None,
            {"shift_error_mean_A": "shift error (Å)",
+            "shift_error_median_A": "median shift error (Å)",
             "rotation_error_mean_deg": "rotation error (°)"}),
     Scorer("positions", "positions", ("geometry/positions",), score_positions,
            ("position_error_rms_A",), None, {"position_error_rms_A": "position error (Å)"}),

@@ -39,6 +39,9 @@ class ScoringConfig:
     None decides from valleys in the histogram; False never. ``r_match`` pairs atoms within
     that distance. ``column_radius`` is the centre-of-mass radius of an atomic column in the
     object states (paper 003) and the distance within which atoms form one column.
+    ``half_sets`` ``none|poisson|subsample`` adds the FSC between two half-set
+    reconstructions (``experiments/halfsets.py``), ``half_subsample`` the fraction (1/n) of
+    the scan rows each subsampled half holds.
     """
 
     sigma: float = 0.3
@@ -49,6 +52,8 @@ class ScoringConfig:
     method: str = "kmeans"
     non_atom: bool | None = True
     column_radius: float = 0.5
+    half_sets: str = "none"
+    half_subsample: int = 2
 
 
 class Truth:

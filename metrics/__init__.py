@@ -41,12 +41,14 @@ from metrics.resolution import (
     half_bit_threshold,
     information_limit,
     one_bit_threshold,
+    peak_elongation,
     radial_power_spectrum,
     resolution_at_threshold,
 )
 from metrics.tracing import TracedAtoms, find_columns, find_peaks, trace_atoms
 
 __all__ = [
+    "peak_elongation",
     "AtomMatch",
     "AtomScores",
     "FourierCorrelation",

@@ -11,6 +11,7 @@ Measurement kinds (:data:`MEASUREMENTS`): ``"diffraction"`` (4D-STEM patterns) a
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -150,3 +151,25 @@ def from_dataset(ds: Dataset, noise: NoiseConfig, device: torch.device | str,
         data.haadf_positions = as_t(nominal)
         data.adf_aberrations = {**data.aberrations, "C10": -adf_defocus(ds)}
     return data
+
+
+def subsample_rows(data: TomoData, factor: int, offset: int) -> TomoData:
+    """The raster rows ``offset, offset + factor, ...`` of every tilt's scan (its slow, x
+    axis): a raster again, of ``factor`` x the step along x, holding ``1 / factor`` of the
+    patterns and ADF samples (paper 000 Fig. 3d's half-sets, made by skipping patterns;
+    ``offset`` 0 and ``factor // 2`` give two disjoint, interleaved halves)."""
+    from reconstruct.scanning import raster_shape
+
+    out = dataclasses.replace(data)
+    for pos_key, value_key in (("positions", "patterns"), ("haadf_positions", "haadf")):
+        pos, values = getattr(data, pos_key), getattr(data, value_key)
+        if pos is None or values is None:
+            continue
+        t = pos.shape[0]
+        sx, sy = raster_shape(pos[0])
+        grid = values.reshape(t, sx, sy, *values.shape[2 if values.dim() > 3 else 3:])
+        rows = grid[:, offset::factor]
+        setattr(out, pos_key, pos.reshape(t, sx, sy, 2)[:, offset::factor].reshape(t, -1, 2))
+        setattr(out, value_key, rows.reshape(t, -1, *values.shape[2:]) if values.dim() > 3
+                else rows)
+    return out

@@ -190,3 +190,37 @@ class TiltSeriesGeometry(nn.Module):
     def project(self, volume: Tensor, indices: Tensor | None = None) -> Tensor:
         """Linear tomography forward model (paper 000 eq. 11): projections ``[B, X, Y]``."""
         return project(self(volume, indices), self.voxel[0])
+
+
+def centre_of_mass(volume: Tensor, voxel: Voxel, centre: tuple[float, float, float],
+                   threshold: float = 0.1) -> Tensor:
+    """Offset ``s = (x, y, z)`` [Å] of the centre of mass of ``volume [Z, X, Y]`` from the
+    rotation ``centre`` (index units ``(cz, cx, cy)``), weighting each voxel by its value
+    above ``threshold`` x the maximum (so that background noise does not pull it)."""
+    w = (volume - threshold * volume.max()).clamp_min(0)
+    total = w.sum().clamp_min(1e-30)
+    out = []
+    for axis, dim in ((1, -2), (2, -1), (0, -3)):  # x, y, z
+        n = volume.shape[dim]
+        coord = _axis(n, voxel[axis], volume, centre[axis])
+        shape = [1, 1, 1]
+        shape[dim] = n
+        out.append((w * coord.reshape(shape)).sum() / total)
+    return torch.stack(out)
+
+
+def translation_gauge(shifts: Tensor, reference: Tensor, rotation: Tensor) -> Tensor:
+    """The 3D translation ``s [3]`` Å that best explains ``reference - shifts`` (``[T, 2]``
+    Å) as the projections ``(R_j s)_xy`` of rotations ``[T, 3, 3]`` (least squares): the
+    part of a change of the shifts that a translation of the volume would undo."""
+    a = rotation[:, :2, :].reshape(-1, 3)  # [2T, 3]
+    b = (reference - shifts).reshape(-1, 1)
+    return torch.linalg.lstsq(a.double(), b.double()).solution[:, 0].to(shifts.dtype)
+
+
+def centred_shifts(shifts: Tensor, rotation: Tensor, offset: Tensor) -> Tensor:
+    """Per-tilt shifts ``[T, 2]`` [Å] that describe the same projections once the volume's
+    content at ``offset [3]`` (x, y, z) Å from the rotation centre is moved onto it: a point
+    there projects to ``R_j offset + tau_j``, so ``tau_j <- tau_j + (R_j offset)_xy``. This
+    fixes the gauge that data cannot: a 3D translation of the volume against all shifts."""
+    return shifts + (rotation @ offset.to(rotation))[:, :2]

@@ -132,3 +132,22 @@ def test_bad_inputs() -> None:
         fourier_ring_correlation(np.ones((8, 8)), np.ones((8, 8)), 1.0).resolution("full_bit")
     with pytest.raises(ValueError, match="volume1 must be 3D"):
         fourier_shell_correlation(np.zeros((4, 4)), np.zeros((4, 4)), 1.0)
+
+
+def test_peak_elongation_measures_anisotropic_gaussians():
+    """Gaussian peaks with sigma_z = 2 sigma_x: FWHM 2.355 sigma on each axis, ratio 2 (a
+    swapped axis would give 0.5); atoms too near the edge are left out."""
+    from metrics import peak_elongation
+
+    v, n = 0.1, 64
+    origin = np.array([0.0, 0.0, 0.0])
+    z, x, y = np.meshgrid(*(np.arange(n) * v,) * 3, indexing="ij")
+    atoms = np.array([[2.0, 3.0, 3.2], [4.1, 3.0, 2.9], [3.0, 4.0, 4.0], [0.05, 3.0, 3.0]])
+    sx, sz = 0.25, 0.5
+    vol = sum(np.exp(-((x - a[0]) ** 2 + (y - a[1]) ** 2) / (2 * sx**2)
+                     - (z - a[2]) ** 2 / (2 * sz**2)) for a in atoms)
+    out = peak_elongation(vol, v, origin, atoms, half_width=1.6)
+    assert out["n_peaks"] == 3
+    assert out["fwhm_x_A"] == pytest.approx(2.3548 * sx, rel=0.03)
+    assert out["fwhm_z_A"] == pytest.approx(2.3548 * sz, rel=0.03)
+    assert out["elongation"] == pytest.approx(2.0, rel=0.04)

@@ -44,6 +44,8 @@ def _tiny_params(name: str, iterations: int = 12) -> object:
     params = {"name": name} | ({"iterations": iterations} if "iterations" in fields else {})
     if "interaction" in fields:  # the tiny ADF signals are linear projections: p = 1
         params["interaction"] = "direct"
+    if "init_volume" in fields:  # from the paper's V = 0, so that the fit has work to show
+        params["init_volume"] = "zero"
     return variant_params(params)[1]
 
 
@@ -62,7 +64,8 @@ def test_every_variant_recovers_tiny_self_consistent_data(name, tiny):
     est = rec.estimates()
     assert est, f"{name} returned no estimate"
     loss = rec.history.loss
-    assert loss[-1] < 0.2 * loss[0], (name, loss[0], loss[-1])
+    if loss:  # a variant without a loss (a direct method: tcbf) is judged by its estimates
+        assert loss[-1] < 0.2 * loss[0], (name, loss[0], loss[-1])
     if rec.r_factor is not None:
         assert rec.r_factor < 0.3, (name, rec.r_factor)
     if "volume" in est:
@@ -70,21 +73,33 @@ def test_every_variant_recovers_tiny_self_consistent_data(name, tiny):
 
 
 def test_every_variant_runs_through_the_app(tmp_path, sim_cache):
-    """One multirun over the whole registry; every job is scored (``sirt`` included)."""
-    names = ",".join(sorted(VARIANTS))
+    """One multirun over the whole registry (variants without ``iterations``, the direct
+    stages, in a second one); every job is scored (``sirt`` included)."""
     env = {**os.environ, "PTYCHOBENCH_CACHE": str(sim_cache), "MPLBACKEND": "Agg",
            "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "experiments.cli", f"hydra.sweep.dir={tmp_path}", *TINY,
-           "algorithm.iterations=2", f"algorithm={names}"]
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, cwd=ROOT)
-    assert res.returncode == 0, res.stderr[-3000:]
-    df = pd.read_csv(tmp_path / "results.csv").set_index("algorithm")
+    iterative = {n for n, v in VARIANTS.items()
+                 if "iterations" in {f.name for f in dataclasses.fields(v.schema)}}
+    frames = []
+    for names, extra in ((sorted(iterative), ["algorithm.iterations=2"]),
+                         (sorted(set(VARIANTS) - iterative), [])):
+        if not names:
+            continue
+        out = tmp_path / str(len(frames))
+        cmd = [sys.executable, "-m", "experiments.cli", f"hydra.sweep.dir={out}", *TINY,
+               *extra, f"algorithm={','.join(names)}"]
+        res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900,
+                             cwd=ROOT)
+        assert res.returncode == 0, res.stderr[-3000:]
+        frames.append(pd.read_csv(out / "results.csv"))
+    df = pd.concat(frames).set_index("algorithm")
     assert sorted(df.index) == sorted(VARIANTS)
     assert (df["status"] == "ok").all(), df["status"].to_dict()
-    assert df["r_factor"].between(0, 1).all()
+    fitted = df["r_factor"].notna()  # a direct stage (tcbf) has no model to compare
+    assert df.loc[fitted, "r_factor"].between(0, 1).all()
+    assert fitted.sum() >= len(df) - 1
     # a volume or atoms is matched to the true atoms; single-projection object states are
     # scored against the true projected potential
-    assert (df["n_true"].gt(0) | df["frc_resolution_A"].gt(0)).all(), df[["n_true"]]
+    assert (df.loc[fitted, "n_true"].gt(0) | df.loc[fitted, "frc_resolution_A"].gt(0)).all()
 
 
 # --- the worked example of docs/adding_a_method.md: one module ... -------------------------

@@ -149,7 +149,8 @@ def test_traced_atoms_and_fsc_on_a_rendered_volume() -> None:
     vol = render_volume(np.vstack([pos, ghosts]), heights, sigma=0.4)
     truth = make_truth(truth__positions=pos, truth__numbers=z, truth__potential=vol)
     r = score(truth, volume=torch.from_numpy(vol))
-    assert r["status"] == "ok" and r["scorers"] == ["traced_atoms", "fsc"]
+    assert r["status"] == "ok" and r["scorers"] == ["traced_atoms", "fsc", "elongation"]
+    assert r["elongation"] == pytest.approx(1.0, abs=0.05)  # round peaks: no missing wedge
     # The four faint maxima form the non-atom class and are dropped; every atom is found.
     assert r["scores"]["n_non_atom"] == len(ghosts)
     assert (r["tp"], r["fp"], r["fn"], r["tracing_error"]) == (len(z), 0, 0, 0.0)
@@ -381,7 +382,7 @@ def test_score_keys_public_and_json() -> None:
     truth = make_truth(truth__positions=pos, truth__numbers=z, truth__potential=vol,
                        truth__truth_tilt_mrad=np.zeros(2))
     r = score(truth, volume=vol, tilt=np.array([1.0, 0.0]), r_factor=0.3)
-    assert r["scorers"] == ["traced_atoms", "fsc", "r_factor", "tilt"]
+    assert r["scorers"] == ["traced_atoms", "fsc", "elongation", "r_factor", "tilt"]
     written = {"status", "scorers"}
     ests = Reconstruction(history=History(), volume=vol, tilt=np.array([1.0, 0.0]),
                           r_factor=0.3).estimates()

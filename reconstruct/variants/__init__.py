@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib.metadata
 from types import ModuleType
 
-from reconstruct.variants import linear, lot, mset, ptycho  # noqa: F401  (register)
+from reconstruct.variants import e2e, linear, lot, mset, ptycho, sequential  # noqa: F401
 from reconstruct.variants.base import VARIANTS, Variant, register_variant, variant_params
 
 PLUGIN_GROUP = "ptychobench.variants"

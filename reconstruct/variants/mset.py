@@ -18,7 +18,7 @@ from reconstruct.fit import Problem, build_geometry, build_probe, build_propagat
 from reconstruct.loop import GroupSettings
 from reconstruct.losses import LOSSES
 from reconstruct.multislice import MultislicePtychography
-from reconstruct.optics import energy2sigma
+from reconstruct.optics import MixedProbe, energy2sigma
 from reconstruct.propagation import transmission
 from reconstruct.result import Reconstruction
 from reconstruct.tomography import bin_slices
@@ -75,28 +75,57 @@ class MultisliceTomography(nn.Module):
     to ``[T P, 2]``; its window is the whole cell). ``forward(tilt, indices [B])`` returns model
     patterns ``[B, n, n]`` per incident electron (k = 0 at ``n // 2``)."""
 
-    def __init__(self, data: TomoData, n_slices: int, n_pattern: int | tuple[int, int]) -> None:
+    def __init__(self, data: TomoData, n_slices: int, n_pattern: int | tuple[int, int],
+                 probes: Tensor | None = None, positions: Tensor | None = None) -> None:
         super().__init__()
         n_pattern = (n_pattern,) * 2 if isinstance(n_pattern, int) else tuple(n_pattern)
         v = data.voxel_size
         self.volume = nn.Parameter(torch.zeros(data.volume_shape, device=data.device))
         self.geometry = build_geometry(data)
-        self.ptycho = MultislicePtychography(
-            None, build_probe(data), data.positions.reshape(-1, 2),
-            build_propagator(data, n_slices), n_pattern, sampling=(v, v))
+        propagator = build_propagator(data, n_slices)
+        positions = data.positions if positions is None else positions
+        if probes is None:  # one probe for every tilt
+            self.ptycho = MultislicePtychography(
+                None, build_probe(data), positions.reshape(-1, 2), propagator, n_pattern,
+                sampling=(v, v))
+            self.per_tilt = None
+        else:  # the probe modes [T, modes, M1, M2] and positions of each tilt its own
+            self.per_tilt = nn.ModuleList(
+                MultislicePtychography(None, MixedProbe(p, n_modes=p.shape[0]), pos,
+                                       propagator, n_pattern, sampling=(v, v))
+                for p, pos in zip(probes, positions, strict=True))
         self.sigma, self.voxel, self.n_slices = energy2sigma(data.energy), v, n_slices
         self.n_positions = int(data.positions.shape[1])
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        groups = {k: v for k, v in self.ptycho.parameter_groups().items() if k != "object"}
+        parts = [self.ptycho] if self.per_tilt is None else list(self.per_tilt)
+        groups: dict[str, list[nn.Parameter]] = {}
+        for part in parts:
+            for name, params in part.parameter_groups().items():
+                known = {id(q) for q in groups.setdefault(name, [])}
+                groups[name] += [q for q in params if id(q) not in known]
+        groups.pop("object", None)
         return groups | {"object": [self.volume], "angles": [self.geometry.angles],
                          "shifts": [self.geometry.shifts]}
+
+    def probe(self, tilt: int = 0) -> Tensor:
+        """The probe modes ``[modes, M1, M2]`` of ``tilt``."""
+        return (self.ptycho if self.per_tilt is None else self.per_tilt[tilt]).probe()
+
+    def scan_positions(self) -> Tensor:
+        """Scan positions ``[T, P, 2]`` Å (with their offsets)."""
+        if self.per_tilt is None:
+            return (self.ptycho.positions + self.ptycho.position_offset).reshape(
+                -1, self.n_positions, 2)
+        return torch.stack([m.positions + m.position_offset for m in self.per_tilt])
 
     def forward(self, tilt: int, indices: Tensor) -> Tensor:
         index = torch.tensor([tilt], device=self.volume.device)
         rotated = self.geometry(self.volume, index)[0]  # [Z, X, Y] V
         slices = bin_slices(rotated, self.n_slices, self.voxel)  # [S, X, Y] V Å
         trans = transmission(slices, self.sigma)[None]  # [1, S, X, Y]
+        if self.per_tilt is not None:
+            return self.per_tilt[tilt](indices, trans)
         return self.ptycho(tilt * self.n_positions + indices, trans)
 
 
@@ -175,9 +204,9 @@ def n_slices_for(cfg: MSETConfig, data: TomoData) -> int:
     return nz // round(ratio)
 
 
-def run(data: TomoData, cfg: MSETConfig, seed: int, progress: bool) -> Reconstruction:
-    """Reconstruct with MSET/SSET through the shared fit layer."""
-    model = MultisliceTomography(data, n_slices_for(cfg, data), data.patterns.shape[-2:])
+def problem(data: TomoData, cfg: MSETConfig, model: MultisliceTomography) -> Problem:
+    """MSET's fit problem on ``model``: the object group and the loss, batches, residual and
+    estimates (other variants add groups and constraints)."""
     # The paper's step sizes refer to the gradient of one pattern with 2 sigma dz set to unity
     # (its eq. B5); our loss is the mean over a batch of patterns (and over tilts).
     per_update = (cfg.batch_size or data.patterns.shape[1]) * (
@@ -188,13 +217,19 @@ def run(data: TomoData, cfg: MSETConfig, seed: int, progress: bool) -> Reconstru
     settings = {"object": GroupSettings(lr=lr, optimizer=cfg.optimizer, options=options)}
     if cfg.refine_probe:
         settings["probe"] = GroupSettings(lr=cfg.probe_lr, start_iter=cfg.probe_start)
-    problem = Problem(model, _loss(data, cfg), _batches(data, cfg), settings,
-                      estimates=lambda m: {"volume": m.volume} | (
-                          {"probe": m.ptycho.probe()} if cfg.refine_probe else {}),
-                      constraints=[nonnegative("volume")] if cfg.positivity else [],
-                      residual=_residual(data, cfg.chunk_size or data.patterns.shape[1]),
-                      info={"n_slices": model.n_slices})
-    return fit(problem, cfg.iterations, seed, progress, cfg.divergence_factor, cfg.chunk_size)
+    return Problem(model, _loss(data, cfg), _batches(data, cfg), settings,
+                   estimates=lambda m: {"volume": m.volume} | (
+                       {"probe": m.probe()} if cfg.refine_probe else {}),
+                   constraints=[nonnegative("volume")] if cfg.positivity else [],
+                   residual=_residual(data, cfg.chunk_size or data.patterns.shape[1]),
+                   info={"n_slices": model.n_slices})
+
+
+def run(data: TomoData, cfg: MSETConfig, seed: int, progress: bool) -> Reconstruction:
+    """Reconstruct with MSET/SSET through the shared fit layer."""
+    model = MultisliceTomography(data, n_slices_for(cfg, data), data.patterns.shape[-2:])
+    return fit(problem(data, cfg, model), cfg.iterations, seed, progress,
+               cfg.divergence_factor, cfg.chunk_size)
 
 
 register_variant(Variant("mset", MSETConfig, {"diffraction"}, run, check))

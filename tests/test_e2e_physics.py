@@ -1,0 +1,75 @@
+"""Issue 16, acceptance 1 and 2 on abTEM data: paper 000's pipeline on the unaligned ci
+Pt@Al2O3 series.
+
+``experiment=paper000_alignment`` at ``scale=ci``: a 13-atom Pt core in a 2 Å corundum shell
+(56 atoms) in a 19.2 Å cube, 200 keV, 25 mrad, 100 Å underfocus, 8 tilts over ±45° with
+per-tilt shifts up to 3.4 Å, a 0.8 Å step, one frozen phonon, 2e6 e/Å² over the series; the
+``sequential`` stage, then ``e2e`` (15 iterations, 144 positions per update) with the pose
+refined, and with the pose held (the paper's Algorithm 3). Measured on 2026-12-01 (2 cores,
+about 150 s of abTEM, 40 s for the sequential stage, 175 s per end-to-end stage), before the
+last tuning of the joint fit's threshold (0.1 then, 0.05 now):
+
+    run               shift median / max (Å)  RMSD (pm)  tracing error  FSC 0.5 (Å)
+    sequential        0.07 / 0.21             25.5       1.03           1.08
+    e2e, pose held    0.07 / 0.23             28.7       0.36           0.80
+    e2e, refined      0.08 / 0.13             22.6       0.36           0.80
+
+Paper 000 reports 0.4 / 0.8 Å after the sequential stage. Tracing is equal with the pose held
+or refined; the RMSD is 6 pm better refined. The thresholds below carry a margin over these.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _sweep(tmp: Path, cache: Path, *overrides: str) -> pd.DataFrame:
+    env = {**os.environ, "PTYCHOBENCH_CACHE": str(cache), "MPLBACKEND": "Agg"}
+    cmd = [sys.executable, "-m", "experiments.cli", "--multirun", "progress=false",
+           f"hydra.sweep.dir={tmp}", *overrides]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600, cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-3000:]
+    df = pd.read_csv(tmp / "results.csv")
+    assert (df["status"] == "ok").all(), df.get("error")
+    return df
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, sim_cache) -> dict[str, pd.Series]:
+    tmp = tmp_path_factory.mktemp("e2e")
+    both = _sweep(tmp / "both", sim_cache, "experiment=paper000_alignment").set_index("algorithm")
+    held = _sweep(tmp / "held", sim_cache, "sample=ptal2o3", "algorithm=e2e",
+                  "algorithm.shifts_lr=0", "algorithm.angles_lr=0").iloc[0]
+    return {"sequential": both.loc["sequential"], "refined": both.loc["e2e"], "held": held}
+
+
+@pytest.mark.slow
+def test_sequential_stage_aligns_as_well_as_the_paper(runs):
+    seq = runs["sequential"]
+    assert seq["shift_error_median_A"] < 0.2  # measured 0.07 (paper: 0.4)
+    assert seq["shift_error_max_A"] < 0.4  # measured 0.21 (paper: 0.8)
+
+
+@pytest.mark.slow
+def test_end_to_end_pose_refinement_improves_alignment_and_atoms(runs):
+    seq, ref, held = runs["sequential"], runs["refined"], runs["held"]
+    assert ref["shift_error_median_A"] < 0.15  # measured 0.08 (issue: < 0.2)
+    assert ref["shift_error_max_A"] < held["shift_error_max_A"]  # 0.13 against 0.23
+    assert ref["rmsd_pm"] < seq["rmsd_pm"] - 1.0  # 22.6 against 25.5
+    assert ref["tracing_error"] < 0.6 * seq["tracing_error"]  # 0.36 against 1.03
+    assert ref["rmsd_pm"] < held["rmsd_pm"] - 2.0  # 22.6 against 28.7
+    assert ref["tracing_error"] <= held["tracing_error"]  # equal: 0.36
+
+
+@pytest.mark.slow
+def test_end_to_end_peaks_are_less_elongated_than_linear_tomography(runs):
+    """Acceptance 2 at ±45°: the FWHM of the Pt peaks along z over that along x."""
+    assert runs["refined"]["elongation"] < runs["sequential"]["elongation"]
