@@ -51,7 +51,7 @@ def test_unknown_override_key_is_refused_by_name():
 def _run(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PTYCHOBENCH_CACHE": str(tmp_path / "cache"), "MPLBACKEND": "Agg"}
     cmd = [sys.executable, "-m", "experiments.cli", f"hydra.run.dir={tmp_path / 'run'}",
-           "progress=false", *overrides]
+           f"hydra.sweep.dir={tmp_path / 'sweep'}", "progress=false", *overrides]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600,
                           cwd=CONF.parent)
 

@@ -40,7 +40,17 @@ def _first_values(experiment: str, fixed: list[str] = TINY) -> list[str]:
     text = (CONF / "experiment" / f"{experiment}.yaml").read_text()
     params = (yaml.safe_load(text) or {}).get("hydra", {}).get("sweeper", {}).get("params", {})
     tiny = {arg.split("=")[0] for arg in fixed}  # keep the tiny sizes (e.g. the scan step)
-    return [f"{k}={str(v).split(',')[0]}" for k, v in params.items() if k not in tiny]
+    return [f"{k}={_first(str(v))}" for k, v in params.items() if k not in tiny]
+
+
+def _first(sweep: str) -> str:
+    """The first value of a sweep ``a,b,...``, where a value may be a list ``[x,y]``."""
+    depth = 0
+    for i, ch in enumerate(sweep):
+        depth += (ch == "[") - (ch == "]")
+        if ch == "," and depth == 0:
+            return sweep[:i]
+    return sweep
 
 
 def _own_sample(experiment: str) -> bool:
