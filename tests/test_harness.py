@@ -66,8 +66,12 @@ def _own_sample(experiment: str) -> bool:
 # at 10 mrad, the dataset of tests/test_ptycho_physics.py (simulated once per session), the
 # others coarsened
 OWN_TINY = ["scale=ci", "algorithm.iterations=2", "progress=false"]
-OWN_SIZES = {"paper002_mistilt": ["sample.tilt_x=10.0"], "paper002_slices": []}
 COARSE = ["scan.step=2.4", "phonons.num_configs=1"]
+# paper 000's chain (tcBF, fpp per tilt, joint fit, e2e) on 3 tilts, each stage cut short
+E2E_SHORT = [*COARSE, "tilts.count=3", "algorithm.fpp_iterations=5",
+             "algorithm.joint_iterations=20", "algorithm.linear_iterations=5"]
+OWN_SIZES = {"paper002_mistilt": ["sample.tilt_x=10.0"], "paper002_slices": [],
+             **{f"paper000_{k}": E2E_SHORT for k in ("alignment", "tilt_range", "subsampling")}}
 
 
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")
