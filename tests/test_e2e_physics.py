@@ -3,19 +3,28 @@ Pt@Al2O3 series.
 
 ``experiment=paper000_alignment`` at ``scale=ci``: a 13-atom Pt core in a 2 Å corundum shell
 (56 atoms) in a 19.2 Å cube, 200 keV, 25 mrad, 100 Å underfocus, 8 tilts over ±45° with
-per-tilt shifts up to 3.4 Å, a 0.8 Å step, one frozen phonon, 2e6 e/Å² over the series; the
-``sequential`` stage, then ``e2e`` (15 iterations, 144 positions per update) with the pose
-refined, and with the pose held (the paper's Algorithm 3). Measured on 2026-12-01 (2 cores,
-about 150 s of abTEM, 40 s for the sequential stage, 175 s per end-to-end stage), before the
-last tuning of the joint fit's threshold (0.1 then, 0.05 now):
+per-tilt shifts up to 3.4 Å, a 0.8 Å step, one frozen phonon, the paper's 1.93e4 e/Å² per
+tilt (12,352 electrons per pattern). It runs the ``sequential`` stage, then ``e2e`` (15
+iterations, 144 positions per update) with the pose refined, and with the pose held (the
+paper's Algorithm 3).
 
-    run               shift median / max (Å)  RMSD (pm)  tracing error  FSC 0.5 (Å)
-    sequential        0.07 / 0.21             25.5       1.03           1.08
-    e2e, pose held    0.07 / 0.23             28.7       0.36           0.80
-    e2e, refined      0.08 / 0.13             22.6       0.36           0.80
+Measured on 2026-12-01 on 2 cores, beside other jobs: 150 s of abTEM, 150 s for the
+sequential stage, 100 s per end-to-end iteration (6.5 s alone).
 
-Paper 000 reports 0.4 / 0.8 Å after the sequential stage. Tracing is equal with the pose held
-or refined; the RMSD is 6 pm better refined. The thresholds below carry a margin over these.
+    run                  dose           shift median / max (Å)  RMSD (pm)  tracing  FSC 0.5 (Å)
+    sequential           1.93e4 / tilt  0.075 / 0.22             32.2       1.58     1.02
+    e2e, refined         1.93e4 / tilt  0.046 / 0.17             22.7       2.64     0.80
+    sequential           noise-free     0.056 (median)           20.8       0.33     0.80
+    e2e, refined         noise-free     0.041 (median)           14.0       0.30     0.80
+    e2e, held (*)        2e6 / series   0.072 / 0.23             28.7       0.36     0.80
+    e2e, refined (*)     2e6 / series   0.082 / 0.13             22.6       0.36     0.80
+
+(*) from an earlier run of the same chain (joint threshold 0.1, since tuned to 0.05).
+
+Paper 000 reports 0.4 / 0.8 Å after the sequential stage. At the paper's dose the end-to-end
+volume traces 75 noise maxima as atoms (tracing 2.64 against 1.58), so that comparison is a
+strict xfail. Peak FWHM along z over x is 1.62 end to end against 1.70 linear at that dose,
+and 1.69 against 1.64 noise-free. The thresholds below carry a margin over these numbers.
 """
 
 from __future__ import annotations
@@ -64,22 +73,30 @@ def test_end_to_end_pose_refinement_improves_alignment_and_atoms(runs):
     seq, ref, held = runs["sequential"], runs["refined"], runs["held"]
     assert ref["shift_error_median_A"] < 0.15  # measured 0.08 (issue: < 0.2)
     assert ref["shift_error_max_A"] < held["shift_error_max_A"]  # 0.13 against 0.23
-    assert ref["rmsd_pm"] < seq["rmsd_pm"] - 1.0  # 22.6 against 25.5
+    assert ref["rmsd_pm"] < seq["rmsd_pm"] - 3.0  # 22.7 against 32.2
+    assert ref["fsc_resolution_A"] <= seq["fsc_resolution_A"]  # 0.80 against 1.02
+    assert ref["rmsd_pm"] < held["rmsd_pm"] - 2.0  # 22.6 against 28.7 at 2e6 e/Å²
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="at 1.93e4 e/Å² per tilt the e2e volume traces 75 noise "
+                   "maxima as atoms: tracing error 2.64 against the sequential 1.58")
+def test_end_to_end_traces_better_than_the_sequential_stage(runs):
+    seq, ref, held = runs["sequential"], runs["refined"], runs["held"]
     assert ref["tracing_error"] <= seq["tracing_error"]
-    assert ref["rmsd_pm"] < held["rmsd_pm"] - 2.0  # 22.6 against 28.7
-    assert ref["tracing_error"] <= held["tracing_error"]  # equal: 0.36
+    assert ref["tracing_error"] <= held["tracing_error"]
 
 
 @pytest.mark.slow
 def test_end_to_end_peaks_are_narrower_along_the_beam(runs):
     """Acceptance 2 at ±45°: the FWHM of the Pt peaks along z is smaller end to end than in
-    the linear-tomography volume (noise-free: 0.90 against 1.08 Å)."""
+    the linear-tomography volume (1.02 against 1.25 Å; noise-free 0.90 against 1.08 Å)."""
     assert runs["refined"]["fwhm_z_A"] < runs["sequential"]["fwhm_z_A"]
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="measured noise-free: FWHM z/x 1.69 end to end against "
-                   "1.64 linear; both axes sharpen (x 0.49 against 0.68 Å), z less")
 def test_end_to_end_peaks_are_less_elongated_than_linear_tomography(runs):
-    """Acceptance 2 as the issue states it: the ratio FWHM z / FWHM x."""
+    """Acceptance 2 as the issue states it, the ratio FWHM z / FWHM x: 1.62 against 1.70 at
+    the paper's dose (noise-free it does not hold: 1.69 against 1.64, where both axes sharpen,
+    x from 0.68 to 0.49 Å, to the 0.4 Å voxel)."""
     assert runs["refined"]["elongation"] < runs["sequential"]["elongation"]
