@@ -192,23 +192,6 @@ class TiltSeriesGeometry(nn.Module):
         return project(self(volume, indices), self.voxel[0])
 
 
-def centre_of_mass(volume: Tensor, voxel: Voxel, centre: tuple[float, float, float],
-                   threshold: float = 0.1) -> Tensor:
-    """Offset ``s = (x, y, z)`` [Å] of the centre of mass of ``volume [Z, X, Y]`` from the
-    rotation ``centre`` (index units ``(cz, cx, cy)``), weighting each voxel by its value
-    above ``threshold`` x the maximum (so that background noise does not pull it)."""
-    w = (volume - threshold * volume.max()).clamp_min(0)
-    total = w.sum().clamp_min(1e-30)
-    out = []
-    for axis, dim in ((1, -2), (2, -1), (0, -3)):  # x, y, z
-        n = volume.shape[dim]
-        coord = _axis(n, voxel[axis], volume, centre[axis])
-        shape = [1, 1, 1]
-        shape[dim] = n
-        out.append((w * coord.reshape(shape)).sum() / total)
-    return torch.stack(out)
-
-
 def translation_gauge(shifts: Tensor, reference: Tensor, rotation: Tensor) -> Tensor:
     """The 3D translation ``s [3]`` Å that best explains ``reference - shifts`` (``[T, 2]``
     Å) as the projections ``(R_j s)_xy`` of rotations ``[T, 3, 3]`` (least squares): the

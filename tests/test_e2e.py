@@ -18,9 +18,9 @@ from reconstruct.regularize import butterworth_3d
 from reconstruct.scanning import fourier_shift, scan_grid
 from reconstruct.tomography import (
     TiltSeriesGeometry,
-    centre_of_mass,
     centred_shifts,
     euler_matrix,
+    translation_gauge,
 )
 from reconstruct.variants import variant_params
 from reconstruct.variants.mset import MultisliceTomography
@@ -72,24 +72,25 @@ def _blob_volume(n: int, centres: list[tuple[float, float, float]], width: float
     return vol
 
 
-def test_centre_of_mass_and_centred_shifts_are_one_gauge():
-    """A blob 2 Å off the pivot: its centre of mass is that offset; the volume moved onto the
-    pivot, with the shifts :func:`centred_shifts` gives, projects to the same images."""
+def test_the_translation_gauge_leaves_every_projection_unchanged():
+    """A blob 2 Å off the pivot projects like the blob on the pivot with the shifts that
+    :func:`centred_shifts` gives; :func:`translation_gauge` finds that offset again from the
+    two sets of shifts, and the projections' centres of mass are the centred shifts."""
     n, v = 24, 0.5
     c = ((n - 1) / 2, n / 2, n / 2)
     off = torch.tensor([1.0, -1.5, 2.0], dtype=torch.float64)  # (x, y, z) Å
     moved = _blob_volume(n, [(c[0] + off[2] / v, c[1] + off[0] / v, c[2] + off[1] / v)])
     centred = _blob_volume(n, [c])
-    s = centre_of_mass(moved, (v,) * 3, c)
-    assert torch.allclose(s, off, atol=0.02), s
     angles = torch.zeros(4, 3, dtype=torch.float64)
     angles[:, 1] = torch.deg2rad(torch.tensor([-50.0, -15.0, 20.0, 45.0]))
+    rotation = euler_matrix(angles[:, 0], angles[:, 1], angles[:, 2])
     tau = torch.tensor([[0.5, -0.3], [1.0, 0.2], [-0.7, 0.4], [0.0, -1.0]], dtype=torch.float64)
-    a = TiltSeriesGeometry(angles, tau, (v,) * 3, c).project(moved)
-    new = centred_shifts(tau, euler_matrix(angles[:, 0], angles[:, 1], angles[:, 2]), s)
-    b = TiltSeriesGeometry(angles, new, (v,) * 3, c).project(centred)
+    with torch.no_grad():
+        a = TiltSeriesGeometry(angles, tau, (v,) * 3, c).project(moved)
+        new = centred_shifts(tau, rotation, off)
+        b = TiltSeriesGeometry(angles, new, (v,) * 3, c).project(centred)
     assert float((a - b).abs().max()) < 0.02 * float(a.abs().max())
-    # the projections' centres of mass are those shifts (what starts the joint fit)
+    assert torch.allclose(translation_gauge(tau, new, rotation), off, atol=1e-9)
     assert torch.allclose(projection_offsets(b, v, c[1:]), new, atol=0.03)
 
 

@@ -29,12 +29,11 @@ from reconstruct.fit import fit
 from reconstruct.loop import GroupSettings
 from reconstruct.regularize import butterworth_3d
 from reconstruct.result import Reconstruction
-from reconstruct.variants import mset
+from reconstruct.variants import mset, ptycho
 from reconstruct.variants.base import Variant, register_variant
 from reconstruct.variants.mset import MSETConfig, MultisliceTomography
 from reconstruct.variants.sequential import (
     SequentialConfig,
-    check_divides,
     check_sequential,
     geometry_estimate,
     sequential_stage,
@@ -55,7 +54,8 @@ class E2EConfig(SequentialConfig, MSETConfig):
     stage b's volume; ``zero``: the paper's V = 0)."""
 
     name: str = "e2e"
-    iterations: int = 20
+    iterations: int = 15
+    batch_size: int | None = 144
     refine_probe: bool = False
     probe_lr: float = 1e-6
     probe_start: int = 2
@@ -91,7 +91,6 @@ def _settings(cfg: E2EConfig, base: dict[str, GroupSettings]) -> dict[str, Group
 
 def run_e2e(data: TomoData, cfg: E2EConfig, seed: int, progress: bool) -> Reconstruction:
     """Stages (a)-(c); returns the volume, the refined geometry, positions and probe."""
-    check_divides(data, cfg)
     n_slices = mset.n_slices_for(cfg, data)
     first = sequential_stage(data, cfg, seed, progress)
     dev = data.device
@@ -103,7 +102,7 @@ def run_e2e(data: TomoData, cfg: E2EConfig, seed: int, progress: bool) -> Recons
         if cfg.init_volume == "linear":
             model.volume.copy_(first.volume)
     base = mset.problem(data, cfg, model)
-    zero = int(torch.argmin(data.euler.abs().sum(-1)))
+    zero = ptycho.choose_projection(data, None)
     problem = dataclasses.replace(
         base, settings=_settings(cfg, base.settings),
         constraints=_constraints(cfg, data.voxel_size),

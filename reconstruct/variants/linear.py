@@ -21,6 +21,7 @@ from reconstruct.fit import Problem, build_geometry, fit, nonnegative
 from reconstruct.loop import GroupSettings
 from reconstruct.result import Reconstruction
 from reconstruct.sampling import sample_bilinear
+from reconstruct.tomography import TiltSeriesGeometry
 from reconstruct.variants.base import Variant, register_variant
 from simulate.errors import ConfigError
 
@@ -44,24 +45,34 @@ class SirtConfig:
     positivity: bool = False
 
 
-class LinearTomography(nn.Module):
-    """``forward() -> [T, P]`` model ADF signals of the volume at ``coords [T, P, 2]`` (voxel
-    pixel units; default: the scan positions)."""
+class ProjectionTomography(nn.Module):
+    """``forward() -> [T, X, Y]`` linear projections [V Å] of ``volume [Z, X, Y]`` [V] through
+    the learnable ``geometry`` (groups ``object``, ``shifts``, ``angles``; paper 000 eq. 11)."""
 
-    def __init__(self, data: TomoData, coords: Tensor | None = None) -> None:
+    def __init__(self, shape: tuple[int, int, int], geometry: TiltSeriesGeometry) -> None:
         super().__init__()
-        v = data.voxel_size
-        self.volume = nn.Parameter(torch.zeros(data.volume_shape, device=data.device))
-        self.geometry = build_geometry(data)
-        self.register_buffer("coords", data.haadf_positions / v if coords is None else coords)
+        self.volume = nn.Parameter(torch.zeros(shape, device=geometry.angles.device))
+        self.geometry = geometry
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         return {"object": [self.volume], "angles": [self.geometry.angles],
                 "shifts": [self.geometry.shifts]}
 
     def forward(self, volume: Tensor | None = None) -> Tensor:
-        proj = self.geometry.project(self.volume if volume is None else volume)  # [T, X, Y]
-        return sample_bilinear(proj, self.coords)
+        return self.geometry.project(self.volume if volume is None else volume)
+
+
+class LinearTomography(ProjectionTomography):
+    """``forward() -> [T, P]`` model ADF signals of the volume at ``coords [T, P, 2]`` (voxel
+    pixel units; default: the scan positions)."""
+
+    def __init__(self, data: TomoData, coords: Tensor | None = None) -> None:
+        super().__init__(data.volume_shape, build_geometry(data))
+        v = data.voxel_size
+        self.register_buffer("coords", data.haadf_positions / v if coords is None else coords)
+
+    def forward(self, volume: Tensor | None = None) -> Tensor:
+        return sample_bilinear(super().forward(volume), self.coords)  # [T, X, Y] -> [T, P]
 
 
 EDGE_FRACTION = 0.25  # ADF signal on a partial scan's edge, of its peak, that cuts the particle

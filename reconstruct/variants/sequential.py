@@ -7,19 +7,20 @@
   2D projections [V Å]; then **JointLinearTomography** (Algorithm 2): the volume, the per-tilt
   shifts and the Euler angles fitted to the thresholded, downsampled projections with the
   differentiable rotation and projection (shared :class:`TiltSeriesGeometry`), shifts before
-  angles (``joint_shifts_start < joint_angles_start``); the gauge a 3D translation leaves is
-  fixed by centring the volume's centre of mass on the pivot; a last linear fit at full
-  resolution, with that geometry held, gives the volume that seeds the end-to-end stage.
+  angles (``joint_shifts_start < joint_angles_start``), from shifts that put the volume's
+  centre of mass on the pivot (the projections' centres of mass); the 3D translation the fit
+  drifts into, which data cannot fix, is removed (shared :func:`translation_gauge`); a last
+  linear fit at full resolution, with that geometry held, gives the volume that seeds the
+  end-to-end stage.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn import functional
 
 from reconstruct.brightfield import estimate_defocus
@@ -31,6 +32,7 @@ from reconstruct.result import GeometryEstimate, Reconstruction
 from reconstruct.tomography import TiltSeriesGeometry, centred_shifts, translation_gauge
 from reconstruct.variants import ptycho
 from reconstruct.variants.base import Variant, register_variant
+from reconstruct.variants.linear import ProjectionTomography
 from simulate.errors import ConfigError
 from simulate.progress import progress_bar
 
@@ -107,23 +109,6 @@ def run_tcbf(data: TomoData, cfg: BrightFieldConfig, seed: int, progress: bool
                           info={"defocus_A": [round(float(d), 2) for d in defocus]})
 
 
-class ProjectionTomography(nn.Module):
-    """``forward() -> [T, X, Y]`` linear projections [V Å] of ``volume [Z, X, Y]`` [V] through
-    the learnable ``geometry`` (groups ``object``, ``shifts``, ``angles``)."""
-
-    def __init__(self, shape: tuple[int, int, int], geometry: TiltSeriesGeometry) -> None:
-        super().__init__()
-        self.volume = nn.Parameter(torch.zeros(shape, device=geometry.angles.device))
-        self.geometry = geometry
-
-    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        return {"object": [self.volume], "shifts": [self.geometry.shifts],
-                "angles": [self.geometry.angles]}
-
-    def forward(self) -> Tensor:
-        return self.geometry.project(self.volume)
-
-
 def _linear_fit(target: Tensor, geometry: TiltSeriesGeometry, shape: tuple[int, int, int],
                 settings: dict[str, GroupSettings], iterations: int, seed: int) -> Reconstruction:
     """Least squares ``0.5 |P V - b|²`` with V >= 0 through the shared loop."""
@@ -161,7 +146,7 @@ def joint_linear(projections: Tensor, data: TomoData, cfg: SequentialConfig, see
     # coarse pixel I averages fine pixels d I .. d I + d - 1 (x at i v, z at (k + 1/2) v)
     c = cell_centre(data.volume_shape)
     centre = ((c[0] - (d - 1) / 2) / d, (c[1] - (d - 1) / 2) / d, (c[2] - (d - 1) / 2) / d)
-    start = data.shifts + projection_offsets(target, v, c[1:])
+    start = projection_offsets(target, v, c[1:])  # the shifts in the centred gauge
     geometry = TiltSeriesGeometry(data.euler, start, (voxel,) * 3, centre)
     dt = cfg.joint_step / (data.n_tilts * shape[0] * voxel**2)
     settings = {"object": GroupSettings(lr=dt, optimizer="sgd"),
@@ -209,6 +194,7 @@ def _fpp(cfg: SequentialConfig, tilt: int) -> ptycho.FPPConfig:
 def sequential_stage(data: TomoData, cfg: SequentialConfig, seed: int, progress: bool
                      ) -> SequentialResult:
     """Stages (a) and (b): tcBF defocus, per-tilt ``fpp``, JointLinearTomography."""
+    check_divides(data, cfg)
     defocus = tilt_defocus(data, cfg)
     projections, probes, positions, r = [], [], [], []
     for t in progress_bar(range(data.n_tilts), "fpp per tilt", enabled=progress):
@@ -269,12 +255,9 @@ def check_divides(data: TomoData, cfg: SequentialConfig) -> None:
     if any(n % cfg.joint_downsample for n in data.volume_shape):
         raise ConfigError("algorithm.joint_downsample", cfg.joint_downsample,
                           f"a divisor of every grid axis {data.volume_shape}")
-    if not math.isfinite(float(data.voxel_size)):
-        raise ConfigError("voxel_size", data.voxel_size, "a finite size in Å")
 
 
 register_variant(Variant("tcbf", BrightFieldConfig, {"diffraction"}, run_tcbf,
                          check_bright_field))
-register_variant(Variant("sequential", SequentialConfig, {"diffraction"},
-                         lambda d, c, s, p: (check_divides(d, c), run_sequential(d, c, s, p))[1],
+register_variant(Variant("sequential", SequentialConfig, {"diffraction"}, run_sequential,
                          check_sequential))
