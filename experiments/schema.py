@@ -53,6 +53,7 @@ class AppConfig:
     truth: C.TruthConfig = field(default_factory=C.TruthConfig)
     noise: C.NoiseConfig = field(default_factory=C.NoiseConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)
+    compute: C.ComputeConfig = field(default_factory=C.ComputeConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     task: str = "benchmark"
@@ -64,7 +65,7 @@ class AppConfig:
     progress: bool = True
 
 
-SWEEP_EXCLUDED = ("rerun", "progress", "hydra.")  # do not change a job's result
+SWEEP_EXCLUDED = ("rerun", "progress", "hydra.", "compute")  # do not change a job's result
 
 
 def sweep_name(overrides: list[str] | None = None) -> str:

@@ -145,3 +145,33 @@ class SimulationConfig:
     tilts: TiltConfig = field(default_factory=TiltConfig)
     phonons: PhononConfig = field(default_factory=PhononConfig)
     truth: TruthConfig = field(default_factory=TruthConfig)
+
+
+@dataclass
+class ComputeConfig:
+    """How a job is computed, not what: none of these keys changes a result or a cache key.
+
+    Simulation (abTEM's dask graph of tilts × frozen-phonon configurations):
+
+    - ``name``: ``local`` (this process, dask's threaded scheduler, one tilt after another),
+      ``dask_local`` (a ``distributed.LocalCluster`` of ``workers`` processes with
+      ``threads_per_worker`` threads each) or ``dask`` (an existing scheduler at ``address``,
+      e.g. one that a dask-jobqueue SLURM cluster started). Every option gives bitwise the
+      same dataset.
+    - ``sim_device``: ``cpu``, or ``gpu`` for abTEM's multislice on CuPy (the ``gpu`` extra).
+
+    Reconstruction:
+
+    - ``ddp``: data-parallel over the scan positions and tilts of each batch with
+      ``torch.distributed`` (launch with ``torchrun``); the same updates as one process.
+    - ``max_memory_gb``: when the cropped, noisy patterns exceed it, they are staged in a
+      scratch zarr store and read per batch instead of held in memory (None: always in memory).
+    """
+
+    name: str = "local"
+    workers: int = 2
+    threads_per_worker: int = 1
+    address: str | None = None
+    sim_device: str = "cpu"
+    ddp: bool = False
+    max_memory_gb: float | None = None
