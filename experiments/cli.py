@@ -15,7 +15,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.figures import dataset_overview, save_figure
-from experiments.job import run_benchmark
+from experiments.job import job_compute, run_benchmark
 from experiments.schema import (
     DEVICES,
     TASKS,
@@ -58,6 +58,7 @@ def run_job(cfg: dict[str, Any], out_dir: Path) -> dict[str, Any]:
         if key not in allowed:
             raise ConfigError(key, cfg[key], f"a key of {sorted(allowed)}")
     section("device", DeviceConfig, cfg["device"])
+    job_compute(cfg)
     section("output", OutputConfig, cfg["output"])
     if cfg["task"] not in TASKS:
         raise ConfigError("task", cfg["task"], f"one of {TASKS}")
@@ -76,7 +77,9 @@ def simulate_job(cfg: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     device = resolve_device(cfg["device"]["name"])
     atoms = prepare(sim)
     t0 = time.perf_counter()
-    ds = load_dataset(sim, cfg["cache_dir"], progress=bool(cfg["progress"]), atoms=atoms)
+    compute = job_compute(cfg)
+    ds = load_dataset(sim, cfg["cache_dir"], progress=bool(cfg["progress"]), atoms=atoms,
+                      compute=compute)
     elapsed = time.perf_counter() - t0
     kind = "diffraction" if ds.has_diffraction else "haadf"  # HAADF-only series (pixelated=false)
     data = ds.measurements(noise, kind=kind)
@@ -97,6 +100,7 @@ def simulate_job(cfg: dict[str, Any], out_dir: Path) -> dict[str, Any]:
         f"{kind}_shape": list(data.shape),
         "haadf": ds.has_haadf,
         "device": device,
+        "compute": compute.name,
         "dose": noise.dose,
         "dose_per": noise.per,
         "mean_counts_per_pattern": float(data.sum((-1, -2)).mean())

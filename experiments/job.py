@@ -21,10 +21,12 @@ from experiments.figures import loss_figure, save_figure
 from experiments.halfsets import check_half_sets, half_datasets, score_half_sets
 from experiments.scoring import ScoringConfig, Truth, public, score_figures, score_or_fail
 from reconstruct.data import MEASUREMENT_KEYS, from_dataset
+from reconstruct.distributed import process_group, world
 from reconstruct.loop import DivergenceError
 from reconstruct.result import Reconstruction, save_estimates
 from reconstruct.variants.base import Variant, variant_params
-from simulate.config import NoiseConfig, SimulationConfig
+from simulate.compute import check_compute
+from simulate.config import ComputeConfig, NoiseConfig, SimulationConfig
 from simulate.errors import ConfigError
 from simulate.fileio import atomic_write_json
 from simulate.pipeline import SECTIONS, load_dataset, prepare, section, simulation_config
@@ -61,7 +63,15 @@ def job_dataset(cfg: dict[str, Any], variant: Variant | None = None) -> Dataset:
     if variant is not None:
         check_requirements(variant, sim)
     atoms = prepare(sim)  # the model is built once per job, and validated before any compute
-    return load_dataset(sim, cfg["cache_dir"], progress=bool(cfg["progress"]), atoms=atoms)
+    return load_dataset(sim, cfg["cache_dir"], progress=bool(cfg["progress"]), atoms=atoms,
+                        compute=job_compute(cfg))
+
+
+def job_compute(cfg: dict[str, Any]) -> ComputeConfig:
+    """The job's ``compute`` section, validated (refused by key before any compute)."""
+    compute = section("compute", ComputeConfig, cfg.get("compute"))
+    check_compute(compute)
+    return compute
 
 
 def run_record(variant: Variant, rec: Reconstruction, seconds: float) -> dict[str, Any]:
@@ -71,6 +81,15 @@ def run_record(variant: Variant, rec: Reconstruction, seconds: float) -> dict[st
             "seconds_per_iteration": rec.seconds_per_iteration, "iterations": len(loss),
             "final_loss": loss[-1] if loss else None, "loss_history": loss,
             "info": {k: v for k, v in rec.info.items() if k != "final_loss"}}
+
+
+def reconstruct(variant: Variant, data: Any, params: Any, cfg: dict[str, Any],
+                ) -> tuple[Reconstruction, str | None]:
+    """The variant's reconstruction, or the history of one that diverged and why."""
+    try:
+        return variant.reconstruct(data, params, int(cfg["seed"]), bool(cfg["progress"])), None
+    except DivergenceError as exc:
+        return Reconstruction(history=exc.history), f"diverged: {exc}"
 
 
 def run_benchmark(cfg: dict[str, Any], out_dir: Path, device: torch.device) -> dict[str, Any]:
@@ -83,13 +102,18 @@ def run_benchmark(cfg: dict[str, Any], out_dir: Path, device: torch.device) -> d
     scoring = section("scoring", ScoringConfig, cfg["scoring"])
     check_half_sets(scoring, noise)
     variant, params = variant_params(cfg["algorithm"])
+    compute = job_compute(cfg)
+    if compute.ddp and scoring.half_sets != "none":
+        raise ConfigError("scoring.half_sets", scoring.half_sets, "none with compute.ddp=true")
     ds = job_dataset(cfg, variant)
-    data = from_dataset(ds, noise, device, kinds=variant.requires)
-    t0, error = time.perf_counter(), None
-    try:
-        rec = variant.reconstruct(data, params, int(cfg["seed"]), bool(cfg["progress"]))
-    except DivergenceError as exc:
-        error, rec = f"diverged: {exc}", Reconstruction(history=exc.history)
+    t0 = time.perf_counter()
+    with process_group(compute.ddp, device.type) as where:
+        device = torch.device(where)
+        data = from_dataset(ds, noise, device, kinds=variant.requires)
+        rec, error = reconstruct(variant, data, params, cfg)
+        rank = world()[0]
+    if rank != 0:  # rank 0 scores and writes; the others only shared the reconstruction
+        return {"status": "ok", "rank": rank}
     estimates = rec.estimates()
     if estimates:  # saved before scoring: a scorer's failure never loses the reconstruction
         save_estimates(out_dir / "estimates.npz", estimates)

@@ -42,13 +42,14 @@ def build_geometry(data: TomoData) -> TiltSeriesGeometry:
 
 def build_probe(data: TomoData, n_modes: int = 1, learn_occupations: bool = False,
                 shape: tuple[int, int] | None = None) -> MixedProbe:
-    """The probe of the microscope parameters of ``data`` on a window ``shape`` (default the
-    cell, ``[nx, ny]``) of voxel-sized pixels, centred at ``M // 2`` (what the scanning code
-    expects); ``n_modes > 1`` adds Hermite-like modes."""
+    """The probe of the microscope parameters of ``data`` (in its precision) on a window
+    ``shape`` (default the cell, ``[nx, ny]``) of voxel-sized pixels, centred at ``M // 2``
+    (what the scanning code expects); ``n_modes > 1`` adds Hermite-like modes."""
     v = data.voxel_size
     shape = shape or tuple(data.volume_shape[1:])
     probe = probe_from_aberrations(shape, (v, v), data.energy, data.semiangle,
-                                   data.aberrations, centered=True, device=data.device)
+                                   data.aberrations, centered=True, device=data.device,
+                                   dtype=data.euler.dtype)
     return MixedProbe(probe, n_modes=n_modes, learn_occupations=learn_occupations)
 
 
@@ -64,11 +65,12 @@ def build_propagator(data: TomoData, n_slices: int, antialias: bool = False,
     entrance, as in the simulation)."""
     nz, v = data.volume_shape[0], data.voxel_size
     shape = shape or tuple(data.volume_shape[1:])
-    dz = torch.tensor((thickness or nz * v) / n_slices)
+    dz = torch.tensor((thickness or nz * v) / n_slices, dtype=data.euler.dtype)
     if per_position_thickness:
         dz = dz.expand(per_position_thickness, 1)
     return Propagator(shape, (v, v), data.energy, dz, tilt=tilt, antialias=antialias,
-                      device=data.device, centre_depth=nz * v / 2 if centred else None)
+                      dtype=data.euler.dtype, device=data.device,
+                      centre_depth=nz * v / 2 if centred else None)
 
 
 def nonnegative(name: str) -> Constraint:

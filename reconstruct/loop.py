@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from reconstruct.distributed import all_reduce_gradients, all_reduce_sum, is_main, shard
 from reconstruct.linesearch import BacktrackingGD
 from simulate.progress import progress_bar
 
@@ -148,17 +149,23 @@ def _check_parameters(
             )
 
 
+def batch_index(batch: Any) -> tuple[Tensor, Callable[[Tensor], Any]] | None:
+    """``(index, rebuild)`` of a batch that is an index tensor, or a tuple whose last item is
+    one (``rebuild(part)`` is the batch of a part of the index); None for any other batch."""
+    if isinstance(batch, Tensor):
+        return batch, lambda c: c
+    if isinstance(batch, tuple) and batch and isinstance(batch[-1], Tensor):
+        return batch[-1], lambda c: (*batch[:-1], c)
+    return None
+
+
 def split_batch(batch: Any, size: int | None) -> list[tuple[Any, float]]:
     """Chunks of a batch and their weights (fraction of the batch): an index tensor, or a tuple
     whose last item is one, is cut into pieces of ``size``; anything else stays whole."""
-    if size is None:
+    found = batch_index(batch)
+    if size is None or found is None:
         return [(batch, 1.0)]
-    if isinstance(batch, Tensor):
-        index, rebuild = batch, lambda c: c
-    elif isinstance(batch, tuple) and batch and isinstance(batch[-1], Tensor):
-        index, rebuild = batch[-1], lambda c: (*batch[:-1], c)
-    else:
-        return [(batch, 1.0)]
+    index, rebuild = found
     n = max(int(index.shape[0]), 1)
     return [(rebuild(c), c.shape[0] / n) for c in torch.split(index, size)]
 
@@ -172,17 +179,23 @@ def batch_loss(
 ) -> float:
     """The batch loss (a mean over the batch), evaluated in chunks of ``chunk_size`` items
     whose gradients accumulate (with ``backward``): the same update as the whole batch at a
-    fraction of the memory, and cache-friendly on a CPU."""
+    fraction of the memory, and cache-friendly on a CPU. In a ``torch.distributed`` process
+    group each rank evaluates its share of the batch (:func:`reconstruct.distributed.shard`)
+    and the losses and gradients are summed over the ranks."""
     total = 0.0
-    for sub, weight in split_batch(batch, chunk_size):
-        if backward:
-            loss = loss_fn(model, sub) * weight
-            loss.backward()
-        else:
-            with torch.no_grad():
-                loss = loss_fn(model, sub) * weight
-        total += float(loss.detach())
-    return total
+    pieces = shard([(batch, 1.0)], batch_index)
+    for part, share in pieces:
+        for sub, weight in split_batch(part, chunk_size):
+            if backward:
+                loss = loss_fn(model, sub) * (weight * share)
+                loss.backward()
+            else:
+                with torch.no_grad():
+                    loss = loss_fn(model, sub) * (weight * share)
+            total += float(loss.detach())
+    if backward:
+        all_reduce_gradients(model.parameters())
+    return all_reduce_sum(total)
 
 
 def _closure(model: nn.Module, loss_fn: Callable[[nn.Module, Any], Tensor], batch: Any,
@@ -263,7 +276,7 @@ def _optimize(model, loss_fn, batches, settings, n_iter, constraints, seed,  # n
     allowed = {id(p): p.requires_grad for params in groups.values() for p in params}
     optimizers = _build_optimizers(groups, settings)
     history, reference, start = History(), None, time.perf_counter()
-    bar = progress_bar(range(n_iter), "reconstruct", progress)
+    bar = progress_bar(range(n_iter), "reconstruct", progress and is_main())
     try:
         for it in bar:
             active = {name for name, cfg in settings.items() if cfg.active(it)}

@@ -12,11 +12,12 @@ import numpy as np
 from ase import Atoms
 
 from simulate import config as C
+from simulate.compute import check_compute
 from simulate.errors import ConfigError
 from simulate.models import build_model
 from simulate.models.registry import coerce_sample
 from simulate.store import Dataset, get_dataset
-from simulate.tiltseries import TiltSeries, simulate_tilt_series
+from simulate.tiltseries import TiltSeries, lazy_tilt_series, simulate_tilt_series
 from simulate.validate import validate_simulation
 
 SECTIONS: dict[str, type] = {
@@ -63,10 +64,13 @@ def prepare(cfg: C.SimulationConfig) -> Atoms:
 
 
 def run_simulation(cfg: C.SimulationConfig, progress: bool = True,
-                   atoms: Atoms | None = None) -> tuple[TiltSeries, Atoms]:
+                   atoms: Atoms | None = None, lazy: bool = False) -> tuple[TiltSeries, Atoms]:
     """Simulate the tilt series of ``cfg`` with abTEM (validating and building the model
-    first, unless the model built by :func:`prepare` is passed as ``atoms``)."""
+    first, unless the model built by :func:`prepare` is passed as ``atoms``); with ``lazy``
+    its measurements are dask graphs, which :func:`simulate.store.write_dataset` computes."""
     atoms = prepare(cfg) if atoms is None else atoms
+    if lazy:
+        return lazy_tilt_series(atoms, cfg), atoms
     return simulate_tilt_series(atoms, cfg, progress=progress), atoms
 
 
@@ -75,11 +79,15 @@ def load_dataset(
     cache_dir: str | Path,
     progress: bool = True,
     atoms: Atoms | None = None,
+    compute: C.ComputeConfig | None = None,
 ) -> Dataset:
     """The dataset of ``cfg`` from the cache, simulated once if needed (with a progress bar
-    when ``progress``). Validates first, building the model, unless ``atoms`` is the model
+    when ``progress``) where ``compute`` says (:mod:`simulate.compute`; default here, one tilt
+    after another). Validates first, building the model, unless ``atoms`` is the model
     that :func:`prepare` already built and validated for ``cfg`` (then it is built once)."""
     sim = simulation_config(cfg)
+    compute = compute or C.ComputeConfig()
+    check_compute(compute)
     atoms = prepare(sim) if atoms is None else atoms
-    simulate = functools.partial(run_simulation, progress=progress, atoms=atoms)
-    return get_dataset(sim, cache_dir, simulate)
+    simulate = functools.partial(run_simulation, progress=progress, atoms=atoms, lazy=True)
+    return get_dataset(sim, cache_dir, simulate, compute=compute, progress=progress)

@@ -34,11 +34,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import dask.array as da
 import numpy as np
 import zarr
 from ase import Atoms
 
-from simulate.config import NoiseConfig, SimulationConfig
+from simulate.compute import executor
+from simulate.config import ComputeConfig, NoiseConfig, SimulationConfig
 from simulate.errors import ConfigError
 from simulate.noise import apply_dose, electrons_per_position
 from simulate.provenance import package_versions, provenance
@@ -122,7 +124,18 @@ def _chunks(shape: tuple[int, ...], itemsize: int = 4, target: int = 1 << 24) ->
     return tuple(int(min(c, s)) for c, s in zip(chunks, shape, strict=True))
 
 
-def _put(group: zarr.Group, name: str, data: np.ndarray) -> zarr.Array:
+def _put(group: zarr.Group, name: str, data: Any, client: Any = None,
+         progress: bool = False) -> zarr.Array:
+    """Store ``data`` as ``group/name``; a dask array (a lazy simulation) is computed into it
+    chunk by chunk (:func:`simulate.compute.store`), its chunks one item of axis 0 (a tilt)."""
+    if isinstance(data, da.Array):
+        from simulate.compute import store
+
+        itemsize = data.dtype.itemsize
+        chunks = (1, *_chunks(data.shape[1:], itemsize)) if data.ndim > 1 else data.shape
+        out = group.create_array(name, shape=data.shape, dtype=data.dtype, chunks=chunks)
+        store(data, out, client, progress, label=f"abTEM {name}")
+        return out
     arr = np.ascontiguousarray(data)
     out = group.create_array(
         name, shape=arr.shape, dtype=arr.dtype, chunks=_chunks(arr.shape, arr.itemsize)
@@ -168,9 +181,11 @@ def _meta(ts: TiltSeries, cfg: SimulationConfig, sx_sy: tuple[int, int]) -> dict
 
 
 def write_dataset(
-    path: Path, ts: TiltSeries, atoms: Atoms, cfg: SimulationConfig, key: str
+    path: Path, ts: TiltSeries, atoms: Atoms, cfg: SimulationConfig, key: str,
+    client: Any = None, progress: bool = False,
 ) -> None:
-    """Write a complete entry at ``path`` (which must not exist yet) atomically."""
+    """Write a complete entry at ``path`` (which must not exist yet) atomically; lazy
+    measurements are computed into it chunk by chunk, on ``client``'s cluster if given."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
@@ -181,9 +196,9 @@ def write_dataset(
             g.create_group("truth"),
         )
         if ts.diffraction is not None:
-            _put(meas, "diffraction", ts.diffraction)
+            _put(meas, "diffraction", ts.diffraction, client, progress)
         if ts.haadf is not None:
-            _put(meas, "haadf", ts.haadf)
+            _put(meas, "haadf", ts.haadf, client, progress)
         for name in ("euler_deg", "euler_nominal_deg", "shifts", "positions", "positions_nominal"):
             _put(geo, name, getattr(ts, name))
         _put(truth, "positions", atoms.positions)
@@ -326,8 +341,10 @@ def _open_valid(path: Path) -> Dataset | None:
         return None
 
 
-def get_dataset(cfg: SimulationConfig, cache_dir: str | Path, simulator: Simulator) -> Dataset:
-    """Return the cached dataset for ``cfg``, simulating (once) if absent or invalid.
+def get_dataset(cfg: SimulationConfig, cache_dir: str | Path, simulator: Simulator,
+                compute: ComputeConfig | None = None, progress: bool = False) -> Dataset:
+    """Return the cached dataset for ``cfg``, simulating (once) if absent or invalid, where
+    ``compute`` says (a dask cluster is started only when a simulation is needed).
 
     A valid entry is returned without locking (so a read-only cache works). Otherwise the
     cache directory is checked first, then the key is locked: a concurrent run of the same key
@@ -344,6 +361,7 @@ def get_dataset(cfg: SimulationConfig, cache_dir: str | Path, simulator: Simulat
         for orphan in root.glob(f".{path.name}.*"):
             if orphan.is_dir():  # no writer of this key runs now: we hold its lock
                 shutil.rmtree(orphan, ignore_errors=True)
-        ts, atoms = simulator(cfg)
-        write_dataset(path, ts, atoms, cfg, path.name)
+        with executor(compute or ComputeConfig()) as client:
+            ts, atoms = simulator(cfg)
+            write_dataset(path, ts, atoms, cfg, path.name, client, progress)
     return Dataset(path)

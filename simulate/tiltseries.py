@@ -12,6 +12,8 @@ import dataclasses
 from dataclasses import dataclass, field
 
 import abtem
+import dask
+import dask.array as da
 import numpy as np
 from ase import Atoms
 from numpy.typing import NDArray
@@ -115,14 +117,14 @@ def _scans(cfg: SimulationConfig) -> list[tuple[MicroscopeConfig, list]]:
 
 
 def _scan(potential: abtem.Potential, cfg: SimulationConfig, positions: FloatArray) -> list:
-    """Run abTEM's multislice or PRISM over ``positions``: the computed measurements, patterns
-    first, then ADF."""
+    """abTEM's multislice or PRISM over ``positions``: the lazy measurements (dask arrays),
+    patterns first, then ADF."""
     return [r for m, dets in _scans(cfg) for r in _scan_with(potential, cfg, positions, m, dets)]
 
 
 def _scan_with(potential: abtem.Potential, cfg: SimulationConfig, positions: FloatArray,
                m: MicroscopeConfig, detectors: list) -> list:
-    """One abTEM scan with microscope ``m`` and ``detectors``."""
+    """One abTEM scan with microscope ``m`` and ``detectors`` (lazy)."""
     scan = abtem.CustomScan(positions)
     if cfg.method.name == "prism":
         smatrix = abtem.SMatrix(
@@ -141,20 +143,20 @@ def _scan_with(potential: abtem.Potential, cfg: SimulationConfig, positions: Flo
         result = smatrix.scan(scan=scan, detectors=detectors, ctf=ctf)
     else:
         result = make_probe(m).scan(potential, scan=scan, detectors=detectors)
-    result = result if isinstance(result, list) else [result]
-    return [r.compute(progress_bar=False) for r in result]
+    return result if isinstance(result, list) else [result]
 
 
-def simulate_tilt(
+def lazy_tilt(
     atoms: Atoms,
     cfg: SimulationConfig,
     euler: FloatArray,
     shift: FloatArray,
     positions: FloatArray,
     seed: int,
-) -> tuple[NDArray | None, NDArray | None, FloatArray]:
-    """One tilt: diffraction ``[P, kx, ky]`` (or None), ADF ``[P]`` (or None) and the angular
-    sampling ``[2]`` in mrad of the patterns."""
+) -> tuple[da.Array | None, da.Array | None, FloatArray]:
+    """One tilt as dask arrays (abTEM's graph over the frozen-phonon configurations, reduced
+    to their mean): diffraction ``[P, kx, ky]`` (or None), ADF ``[P]`` (or None), float32,
+    and the angular sampling ``[2]`` in mrad of the patterns."""
     centre = np.diag(atoms.cell.array) / 2
     snaps = atoms.info.get("snapshots")
     lab = (
@@ -174,11 +176,25 @@ def simulate_tilt(
     diff = adf = None
     if cfg.detector.pixelated:
         first = out.pop(0)
-        diff = np.asarray(first.array, dtype=np.float32).reshape(len(positions), *first.shape[-2:])
+        diff = da.asarray(first.array).astype(np.float32).reshape(
+            len(positions), *first.shape[-2:])
     if cfg.detector.adf:
-        adf = np.asarray(out[0].array, dtype=np.float32).reshape(-1)
+        adf = da.asarray(out[0].array).astype(np.float32).reshape(-1)
     ang = 1e3 * wavelength(cfg.microscope.energy) / np.diag(atoms.cell.array)[:2]
     return diff, adf, ang
+
+
+def simulate_tilt(atoms: Atoms, cfg: SimulationConfig, euler: FloatArray, shift: FloatArray,
+                  positions: FloatArray, seed: int, sim_device: str = "cpu",
+                  ) -> tuple[NDArray | None, NDArray | None, FloatArray]:
+    """:func:`lazy_tilt` computed here (dask's threaded scheduler, deterministic FFTs), on
+    abTEM's ``sim_device`` (``cpu`` or ``gpu``); numpy arrays either way."""
+    from simulate.compute import abtem_settings, to_numpy
+
+    with abtem.config.set(abtem_settings(sim_device)):
+        diff, adf, ang = lazy_tilt(atoms, cfg, euler, shift, positions, seed)
+        diff, adf = dask.compute(diff, adf, scheduler="threads")
+    return (None if diff is None else to_numpy(diff)), (None if adf is None else to_numpy(adf)), ang
 
 
 def truth_potential(atoms: Atoms, cfg: SimulationConfig) -> tuple[NDArray[np.float32], FloatArray]:
@@ -223,23 +239,49 @@ def tilt_at_positions(
     return m[idx[..., 0], idx[..., 1]]
 
 
+def _lazy_blur(data: da.Array, fwhm: float, step: float) -> da.Array:
+    """:func:`source_blur` of each tilt of a lazy ``[T, sx, sy, ...]`` series (a tilt per
+    block: the blur never mixes tilts, so this equals the blur of the whole array)."""
+    if fwhm <= 0:
+        return data
+    whole = data.rechunk((1, *data.shape[1:]))
+    return whole.map_blocks(source_blur, fwhm, step, dtype=data.dtype)
+
+
 def simulate_tilt_series(atoms: Atoms, cfg: SimulationConfig, progress: bool = True) -> TiltSeries:
-    """Run abTEM over all tilts. See :class:`TiltSeries` for what is returned."""
+    """Run abTEM over all tilts, here, one tilt after another. See :class:`TiltSeries`."""
+    from simulate.compute import abtem_settings
+
+    ts = lazy_tilt_series(atoms, cfg)
+    with abtem.config.set(abtem_settings()):
+        for name in ("diffraction", "haadf"):
+            lazy = getattr(ts, name)
+            if lazy is not None:
+                it = progress_bar(range(lazy.shape[0]), f"abTEM {name}", progress)
+                setattr(ts, name, np.stack([lazy[j].compute(scheduler="threads") for j in it]))
+    return ts
+
+
+def lazy_tilt_series(atoms: Atoms, cfg: SimulationConfig) -> TiltSeries:
+    """The tilt series of ``cfg`` with its measurements as dask graphs (``diffraction``
+    ``[T, sx, sy, kx, ky]``, ``haadf`` ``[T, sx, sy]``; tilts × frozen-phonon configurations),
+    computed by :func:`simulate.compute.store` or :func:`simulate_tilt_series`; the geometry
+    and the truth are computed now."""
     cell = np.diag(atoms.cell.array)
     euler, nominal_euler, shifts = resolve_tilts(cfg.tilts)
     grid, (sx, sy) = scan_grid(cfg.scan, cell)
     rng = np.random.default_rng([cfg.scan.seed, 2])
     true_pos = grid[None] + cfg.scan.jitter * rng.standard_normal((len(euler), *grid.shape))
     diffs, adfs = [], []
-    for j in progress_bar(range(len(euler)), "abTEM tilts", progress):
-        d, a, ang = simulate_tilt(
+    for j in range(len(euler)):
+        d, a, ang = lazy_tilt(
             atoms, cfg, euler[j], shifts[j], true_pos[j], seed=cfg.phonons.seed * 100003 + j
         )
         diffs.append(None if d is None else d.reshape(sx, sy, *d.shape[1:]))
         adfs.append(None if a is None else a.reshape(sx, sy))
     fwhm, step = cfg.microscope.source_size, cfg.scan.step
-    diffraction = None if diffs[0] is None else source_blur(np.stack(diffs), fwhm, step)
-    haadf = None if adfs[0] is None else source_blur(np.stack(adfs), fwhm, step)
+    diffraction = None if diffs[0] is None else _lazy_blur(da.stack(diffs), fwhm, step)
+    haadf = None if adfs[0] is None else _lazy_blur(da.stack(adfs), fwhm, step)
     potential, origin = truth_potential(atoms, cfg)
     extra = {
         k: np.asarray(v)

@@ -174,7 +174,7 @@ def build_model(data: TomoData, cfg: FPPConfig, tilt: int = 0,
     nz, nx, ny = data.volume_shape
     v, positions = data.voxel_size, data.positions[tilt]
     k = positions.shape[0]
-    theta = torch.tensor(cfg.initial_tilt, dtype=torch.float32, device=data.device) * MRAD
+    theta = torch.tensor(cfg.initial_tilt, dtype=data.euler.dtype, device=data.device) * MRAD
     propagator = build_propagator(
         data, cfg.n_slices, thickness=cfg.thickness, centred=True,
         tilt=theta.expand(k, 2).clone() if cfg.tilt_map else theta,
