@@ -65,7 +65,9 @@ class AppConfig:
     progress: bool = True
 
 
-SWEEP_EXCLUDED = ("rerun", "progress", "hydra.", "compute")  # do not change a job's result
+# do not change a job's result; `hydra/...` picks e.g. the launcher, so that a sweep resumes on
+# another one
+SWEEP_EXCLUDED = ("rerun", "progress", "hydra.", "hydra/", "compute")
 
 
 def sweep_name(overrides: list[str] | None = None) -> str:
@@ -73,8 +75,10 @@ def sweep_name(overrides: list[str] | None = None) -> str:
     re-running the same command resumes the same sweep: the overrides that change results,
     sorted and joined; long ones are shortened with a digest of the whole.
 
-    As the ``ptychobench_sweep`` resolver it is evaluated once, in the launching process, and
-    cached (as Hydra's ``now``): every job of the sweep gets the same directory."""
+    As the ``ptychobench_sweep`` resolver it is evaluated once, in the launching process (the
+    sweeper names the sweep directory before any job starts), and cached (as Hydra's ``now``):
+    Hydra copies that cache into every job's config, in the worker processes of the joblib and
+    submitit launchers too, so every job of the sweep gets the same directory."""
     args = sys.argv[1:] if overrides is None else overrides
     kept = sorted(o for o in args if "=" in o and not o.startswith("-")
                   and not o.lstrip("+~").startswith(SWEEP_EXCLUDED))
