@@ -47,10 +47,13 @@ def check_half_sets(cfg: ScoringConfig, noise: NoiseConfig) -> None:
 
 
 def half_datasets(ds: Any, noise: NoiseConfig, device: torch.device, kinds: frozenset[str],
-                  cfg: ScoringConfig, data: TomoData) -> tuple[TomoData, TomoData]:
-    """The two half-sets of ``data`` (read from ``ds`` again for ``poisson``)."""
+                  cfg: ScoringConfig, data: TomoData, max_memory_gb: float | None = None,
+                  ) -> tuple[TomoData, TomoData]:
+    """The two half-sets of ``data`` (read from ``ds`` again for ``poisson``, streamed beyond
+    ``max_memory_gb`` like ``data``)."""
     if cfg.half_sets == "poisson":
-        return data, from_dataset(ds, noise, device, realisation=1, kinds=kinds)
+        return data, from_dataset(ds, noise, device, realisation=1, kinds=kinds,
+                                  max_memory_gb=max_memory_gb)
     f = cfg.half_subsample
     return subsample_rows(data, f, 0), subsample_rows(data, f, f // 2)
 

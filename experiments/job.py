@@ -105,11 +105,16 @@ def run_benchmark(cfg: dict[str, Any], out_dir: Path, device: torch.device) -> d
     compute = job_compute(cfg)
     if compute.ddp and scoring.half_sets != "none":
         raise ConfigError("scoring.half_sets", scoring.half_sets, "none with compute.ddp=true")
+    if compute.max_memory_gb is not None and scoring.half_sets == "subsample":
+        raise ConfigError("scoring.half_sets", scoring.half_sets,
+                          "none or poisson with compute.max_memory_gb (subsampling the scan "
+                          "needs the patterns in memory)")
     ds = job_dataset(cfg, variant)
     t0 = time.perf_counter()
     with process_group(compute.ddp, device.type) as where:
         device = torch.device(where)
-        data = from_dataset(ds, noise, device, kinds=variant.requires)
+        data = from_dataset(ds, noise, device, kinds=variant.requires,
+                            max_memory_gb=compute.max_memory_gb)
         rec, error = reconstruct(variant, data, params, cfg)
         rank = world()[0]
     if rank != 0:  # rank 0 scores and writes; the others only shared the reconstruction
@@ -120,7 +125,8 @@ def run_benchmark(cfg: dict[str, Any], out_dir: Path, device: torch.device) -> d
     truth = Truth(ds)
     result = score_or_fail(estimates, error, truth, scoring)
     if scoring.half_sets != "none" and result["status"] == "ok":
-        halves = half_datasets(ds, noise, device, variant.requires, scoring, data)
+        halves = half_datasets(ds, noise, device, variant.requires, scoring, data,
+                               compute.max_memory_gb)
         first = estimates.get("volume") if scoring.half_sets == "poisson" else None
         result |= score_half_sets(variant, params, halves, truth, int(cfg["seed"]), out_dir,
                                   first)

@@ -111,13 +111,19 @@ def composition(ds: Dataset) -> tuple[int, ...]:
 
 def from_dataset(ds: Dataset, noise: NoiseConfig, device: torch.device | str,
                  realisation: int = 0, kinds: frozenset[str] | set[str] = frozenset(MEASUREMENTS),
-                 ) -> TomoData:
+                 max_memory_gb: float | None = None) -> TomoData:
     """Noisy measurements of ``kinds`` and the nominal geometry of ``ds`` on ``device``.
 
     ``realisation`` 0 and 1 are independent noise draws (the FSC half-sets). Raises
     ``ValueError`` if the detector sampling is not ``1 / (cell extent)``: the patterns could
-    not be cropped onto the reconstruction grid.
+    not be cropped onto the reconstruction grid. Where the cropped float32 patterns exceed
+    ``max_memory_gb`` (``compute.max_memory_gb``, 1e9 bytes; None: no limit) they are staged
+    in a scratch zarr store and ``patterns`` is a :class:`reconstruct.stream.ZarrPatterns`
+    read per tilt / per batch of positions (bitwise the same values).
     """
+    from reconstruct.stream import check_max_memory, stage_patterns, stream_bytes
+
+    max_memory_gb = check_max_memory(max_memory_gb)
     m, t = ds.meta, ds.n_tilts
     grid = m.get("grid_shape") or ds.group["truth/potential"].shape  # imported data: the meta
     shape = tuple(int(s) for s in grid)
@@ -142,9 +148,13 @@ def from_dataset(ds: Dataset, noise: NoiseConfig, device: torch.device | str,
                                 rel_tol=1e-6):
                 raise ValueError("detector sampling is not 1 / (cell extent): cannot crop to "
                                  "the grid")
-        raw = ds.measurements(noise, realisation, "diffraction", per_electron=True)
-        n = (min(raw.shape[-2], shape[1]), min(raw.shape[-1], shape[2]))
-        data.patterns = as_t(crop_patterns(raw.reshape(t, -1, *raw.shape[-2:]), n))
+        k = ds.group["measurements/diffraction"].shape[-2:]
+        n = (min(k[0], shape[1]), min(k[1], shape[2]))
+        if max_memory_gb is not None and stream_bytes(ds, n) > max_memory_gb * 1e9:
+            data.patterns = stage_patterns(ds, noise, realisation, n, device, max_memory_gb)
+        else:
+            raw = ds.measurements(noise, realisation, "diffraction", per_electron=True)
+            data.patterns = as_t(crop_patterns(raw.reshape(t, -1, *raw.shape[-2:]), n))
         data.positions = as_t(nominal)
     if "haadf" in kinds and ds.has_haadf:
         data.haadf = as_t(ds.measurements(noise, realisation, "haadf", per_electron=True))
