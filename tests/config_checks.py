@@ -63,6 +63,7 @@ SCHEMA_DEFAULT_BY_DESIGN: dict[str, str] = {
     "tilts/full": "20 tilts over 180° about y: TiltConfig's defaults",
     "noise/none": "noise-free (dose inf): NoiseConfig's defaults",
     "device/auto": "CUDA when available: DeviceConfig's default",
+    "compute/local": "this process, in memory, one device: ComputeConfig's defaults",
 }
 # Options that set nothing by design.
 EMPTY_BY_DESIGN: dict[str, str] = {
