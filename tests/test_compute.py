@@ -17,6 +17,7 @@ from pathlib import Path
 import dask.array as da
 import numpy as np
 import pytest
+from conftest import tiny_config
 
 from simulate.compute import check_compute
 from simulate.config import ComputeConfig
@@ -79,8 +80,7 @@ def test_gpu_simulation_without_cupy_is_refused_before_compute(tmp_path):
 
 def test_a_failing_task_leaves_no_entry(tmp_path):
     """A lazy measurement whose computation fails part-way: no entry, no temporary left."""
-    cfg = simulation_config({"sample": {"name": "cu_pair"}, "tilts": {"count": 2},
-                             "phonons": {"num_configs": 1}, "scan": {"step": 1.6}})
+    cfg = simulation_config(tiny_config())  # 2 tilts
 
     def broken(block: np.ndarray, block_info=None) -> np.ndarray:
         if block_info[0]["chunk-location"][0] == 1:
@@ -103,8 +103,7 @@ def test_a_failing_task_leaves_no_entry(tmp_path):
 @pytest.mark.cuda
 @pytest.mark.skipif(importlib.util.find_spec("cupy") is None, reason="needs CuPy and a GPU")
 def test_gpu_simulation_equals_cpu_to_float32_precision():
-    cfg = simulation_config({"sample": {"name": "cuau"}, "tilts": {"count": 1},
-                             "phonons": {"num_configs": 1}, "scan": {"step": 1.6}})
+    cfg = simulation_config(tiny_config(tilts={"count": 1}))
     atoms = prepare(cfg)
     grid = np.stack(np.meshgrid(*(np.arange(0, 8.0, 1.6),) * 2, indexing="ij"), -1)
     pos = grid.reshape(-1, 2)
