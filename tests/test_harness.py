@@ -70,7 +70,10 @@ COARSE = ["scan.step=2.4", "phonons.num_configs=1"]
 # paper 000's chain (tcBF, fpp per tilt, joint fit, e2e) on 3 tilts, each stage cut short
 E2E_SHORT = [*COARSE, "tilts.count=3", "algorithm.fpp_iterations=5",
              "algorithm.joint_iterations=20", "algorithm.linear_iterations=5"]
+# paper 004's LOT on the ci decahedron (318 atoms) at 4 of its 8 tilts: the job, not the numbers
+LOT_SHORT = [*COARSE, "tilts.count=4"]
 OWN_SIZES = {"paper002_mistilt": ["sample.tilt_x=10.0"], "paper002_slices": [],
+             "paper004_decahedron": LOT_SHORT, "paper004_size": LOT_SHORT,
              **{f"paper000_{k}": E2E_SHORT for k in ("alignment", "tilt_range", "subsampling")}}
 
 
