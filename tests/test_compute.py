@@ -112,3 +112,22 @@ def test_gpu_simulation_equals_cpu_to_float32_precision():
                               sim_device="gpu")
     assert isinstance(gpu, np.ndarray)
     np.testing.assert_allclose(gpu, cpu, rtol=1e-4, atol=1e-6 * float(cpu.max()))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("distributed") is None, reason="needs distributed")
+def test_compute_dask_uses_a_running_scheduler(tmp_path):
+    """``compute=dask``: the graph runs on the scheduler at ``compute.address`` (here one this
+    test started, as dask-jobqueue would), and the dataset equals the serial one."""
+    from distributed import LocalCluster
+
+    from simulate.pipeline import load_dataset
+
+    cfg = simulation_config(tiny_config())
+    serial = load_dataset(cfg, tmp_path / "serial", progress=False)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:
+        compute = ComputeConfig(name="dask", address=cluster.scheduler_address)
+        remote = load_dataset(cfg, tmp_path / "remote", progress=False, compute=compute)
+        assert cluster.scheduler.transition_counter > 0  # the work went through this scheduler
+    for name in ("measurements/diffraction", "measurements/haadf"):
+        assert np.array_equal(serial.array(name), remote.array(name)), name
