@@ -5,7 +5,7 @@
 
 :func:`estimates` builds the self-consistent tiny series of ``tiny.py`` in float64 (so that a
 1e-6 comparison is far above the rounding of differently ordered sums) and runs ``VARIANT``
-(``mset`` or ``fpp``) through the shared fit layer; launched by torchrun, in a gloo process
+(a key of :data:`PARAMS`) through the shared fit layer; launched by torchrun, in a gloo process
 group. Rank 0 saves the estimates and the loss history to ``OUT.npz``.
 """
 
@@ -28,6 +28,9 @@ from reconstruct.variants.base import variant_params  # noqa: E402
 PARAMS = {
     # mini-batches of 20 of a tilt's 64 positions, each split over the ranks, in chunks of 8
     "mset": {"name": "mset", "iterations": 3, "batch_size": 20, "chunk_size": 8},
+    # one update per iteration from every tilt: the ranks' shares span tilts
+    "mset_accumulated": {"name": "mset", "iterations": 3, "update": "accumulated",
+                         "chunk_size": 24},
     # the probe (complex) and the positions refined too, from the second and third iteration
     "fpp": {"name": "fpp", "iterations": 4, "batch_size": 20, "chunk_size": 8,
             "probe_lr": 1e-5, "probe_start": 1, "positions_lr": 1e-3, "positions_start": 2},

@@ -52,7 +52,7 @@ def test_shards_cover_each_batch_once_with_its_weight(monkeypatch, size):
     assert distributed.shard([(None, 1.0)], batch_index) == []
 
 
-@pytest.mark.parametrize("variant", ["mset", "fpp"])
+@pytest.mark.parametrize("variant", ["mset", "mset_accumulated", "fpp"])
 def test_gloo_two_processes_make_the_updates_of_one(tmp_path, variant):
     one = estimates(variant)
     res = _torchrun(str(WORKER), variant, str(tmp_path / "ddp.npz"))

@@ -134,8 +134,8 @@ def _batches(data: TomoData, cfg: MSETConfig):
     size = cfg.batch_size or n_pos
 
     def make(gen: torch.Generator) -> list:
-        if cfg.update == "accumulated":
-            return [None]
+        if cfg.update == "accumulated":  # one batch: a flat index over tilts x positions
+            return [torch.arange(data.n_tilts * n_pos, device=data.device)]
         out = []
         for t in torch.randperm(data.n_tilts, generator=gen).tolist():
             order = torch.randperm(n_pos, generator=gen)
@@ -146,19 +146,28 @@ def _batches(data: TomoData, cfg: MSETConfig):
 
 
 def _items(data: TomoData, batch) -> list[tuple[int, Tensor]]:
-    """(tilt, position indices) of a batch; None is every position of every tilt."""
-    if batch is not None:
-        return [batch]
-    every = torch.arange(data.patterns.shape[1], device=data.device)
-    return [(t, every) for t in range(data.n_tilts)]
+    """(tilt, position indices) of a batch: ``(t, indices)`` itself; a flat index ``[B]`` into
+    tilts x positions (``update=accumulated``; its chunks and ranks' shares may span tilts)
+    grouped by tilt; None is every position of every tilt."""
+    n_pos = data.patterns.shape[1]
+    if batch is None:
+        every = torch.arange(n_pos, device=data.device)
+        return [(t, every) for t in range(data.n_tilts)]
+    if isinstance(batch, Tensor):
+        tilts = torch.div(batch, n_pos, rounding_mode="floor")
+        return [(t, batch[tilts == t] % n_pos) for t in torch.unique(tilts).tolist()]
+    return [batch]
 
 
 def _loss(data: TomoData, cfg: MSETConfig):
     fn = LOSSES[cfg.loss]
 
     def loss(model: MultisliceTomography, batch) -> Tensor:
+        """The mean loss over the batch's patterns (each tilt's share weighted by its size)."""
         items = _items(data, batch)
-        return sum(fn(model(t, idx), data.patterns[t, idx]) for t, idx in items) / len(items)
+        total = sum(int(idx.numel()) for _, idx in items)
+        return sum(fn(model(t, idx), data.patterns[t, idx]) * (idx.numel() / total)
+                   for t, idx in items)
 
     return loss
 
