@@ -48,11 +48,19 @@ def poisson_nll(
     mask: Tensor | None = None,
     reduction: str = "mean",
 ) -> Tensor:
-    """Poisson negative log-likelihood ``I_model - I log(I_model + eps)`` (constants dropped).
+    """Poisson negative log-likelihood, referenced to the saturated model (half the Poisson
+    deviance): ``I_model - I - I log((I_model + eps) / (I + eps))`` per pixel.
 
-    ``model`` and ``data`` must be in the same units (counts: scale the model by the dose).
+    It has the gradient of ``I_model - I log I_model`` (``1 - I / I_model``), is >= 0 and is
+    0 only where the model equals the data, so that its value measures misfit: a penalty
+    scaled by the starting loss, and the divergence check against it, mean the same as for
+    the amplitude loss. Per pixel, the terms cancel before the sum (no large constant in
+    float32). ``model`` and ``data`` must be in the same units (counts: scale the model by
+    the dose).
     """
-    return _reduce(model - data * torch.log(model + eps), mask, reduction)
+    measured = data.clamp_min(0)
+    per_pixel = model - measured - measured * (torch.log(model + eps) - torch.log(measured + eps))
+    return _reduce(per_pixel, mask, reduction)
 
 
 LOSSES = {"amplitude": amplitude_loss, "intensity": intensity_loss, "poisson": poisson_nll}

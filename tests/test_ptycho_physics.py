@@ -17,12 +17,14 @@ column's mean position a little off its site (at 0 mrad, the same sweep measured
 1.02 pm for APP, 0.92 and 1.00 pm for FPP), so the paper's < 1 pm is not resolved at ci, and
 APP's d(O-TiO) below FPP's (0.93 against 0.95 pm here) is within that floor and NOT asserted.
 
-Tilt map (acceptance 2, slow, expected to fail): ``experiment=paper002_tilt_map
-sample=srtio3_gradient`` at ci (4 x 2 x 8 cells, 1.9e4 e/Å², 200 iterations) recovers the ramp
-with a profile RMS error of 1.84 mrad (the acceptance asks < 1.5 mrad): the profile follows the
-truth up to 6.5 mrad and falls short at the crystal's right edge, where the 9 Å wide defocused
-probe straddles crystal and vacuum (the paper sees the same at its edges). With the gradient
-alone (no local regauge) the map was nearly uniform, 3.39 mrad RMS.
+Tilt map (acceptance 2, slow): ``experiment=paper002_tilt_map sample=srtio3_gradient`` at
+ci (8 x 2 x 8 cells, 1.9e4 e/Å², Poisson likelihood, 200 iterations) recovers the 0-10 mrad
+ramp with a profile RMS error of 0.51 mrad and a thickness of 32.0 Å (true 31.24), measured
+2026-12-02 (noise seeds 1 and 2: 0.55 and 0.67 mrad). Before, 1.84 mrad on a 4-cell
+crystal narrower than two probe widths, with the amplitude loss (its low-count bias took the
+thickness 20 % thick, and the tilts scale with it), and with a local regauge that was not
+checked against the data (it was kept where the first-order warp changed the patterns).
+Asserted below 1.0 mrad (the acceptance asks < 1.5) and the thickness within 10 %.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def test_app_recovers_a_10_mrad_mistilt_and_the_thickness(tmp_path, sim_cache):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="measured a profile RMS error of 1.84 mrad at ci")
 def test_app_map_recovers_the_graded_tilt_profile(tmp_path, sim_cache):
     df = _sweep(tmp_path, sim_cache, "experiment=paper002_tilt_map", "sample=srtio3_gradient")
-    assert df.loc["app_map", "tilt_profile_error_rms_mrad"] < 1.5
+    assert df.loc["app_map", "tilt_profile_error_rms_mrad"] < 1.0  # measured 0.51
+    assert df.loc["app_map", "thickness_error_rel"] < 0.10  # measured 0.024

@@ -134,9 +134,16 @@ def test_losses_vanish_at_the_truth_and_are_positive_elsewhere():
     for loss in (amplitude_loss, intensity_loss):
         assert loss(data, data).item() == pytest.approx(0.0, abs=1e-14)
         assert loss(data * 1.1, data).item() > 0
-    # the Poisson NLL is minimal at model == data
-    nll = [poisson_nll(data * s, data).item() for s in (0.9, 1.0, 1.1)]
+    # the Poisson NLL is minimal at model == data, and referenced to it: 0 there (so that a
+    # penalty scaled by the starting loss, and the divergence check, mean what they say)
+    counts = torch.poisson(data * 50, generator=torch.Generator().manual_seed(0))
+    nll = [poisson_nll(counts * s, counts).item() for s in (0.9, 1.0, 1.1)]
     assert nll[1] < nll[0] and nll[1] < nll[2]
+    assert nll[1] == pytest.approx(0.0, abs=1e-12)
+    # and it keeps the likelihood's gradient, 1 - I / I_model (per pattern, batch mean)
+    model = (data * 40 + 1).requires_grad_()
+    poisson_nll(model, counts, eps=0.0).backward()
+    assert torch.allclose(model.grad, (1 - counts / model.detach()) / 3, rtol=1e-12)
 
 
 def test_object_states_average_and_modes_add():
