@@ -47,15 +47,16 @@ def _atoms(n_atoms: int) -> torch.Tensor:
 
 def measure(n_atoms: int, n_tilts: int, mode: str, device: str, repeat: int) -> dict:
     """One size: seconds per forward + backward, of which the rendering, and peak RSS."""
+    from reconstruct.haadf import build_interaction
     from reconstruct.variants import lot, variant_params
 
     data = _data(n_tilts, 108.0, 0.4, device)
     truth = _atoms(n_atoms).to(device)
     _, cfg = variant_params({"name": "lot", "interaction": mode})
     pixel, shape, n_slices = lot.render_grid(data, cfg)
-    inter = lot.build_interaction(data, mode, shape, pixel, n_slices)
+    inter = build_interaction(data, mode, shape, pixel, n_slices)
     ones = torch.ones(len(truth), device=device)
-    model = lot._model(data, cfg, truth, ones, ones * 0.3, inter, None)
+    model = lot.build_lot_model(data, cfg, truth, ones, ones * 0.3, inter, None)
     tilts = torch.arange(n_tilts, device=device)
     target = torch.zeros(n_tilts, data.haadf_positions.shape[1], device=device)
 

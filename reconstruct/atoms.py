@@ -19,6 +19,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from metrics.classify import classify_species
+
+from .data import TomoData
 from .tomography import euler_matrix
 
 
@@ -183,3 +186,62 @@ def merge_orbitals(positions: Tensor, heights: Tensor, radius: float) -> tuple[T
     like = dict(dtype=positions.dtype, device=positions.device)
     return (torch.as_tensor(np.reshape(out_pos, (-1, 3)), **like),
             torch.as_tensor(np.asarray(out_h), **like))
+
+
+def cell_centre_A(data: TomoData) -> Tensor:
+    """The tilt pivot ``[3]`` (x, y, z) [Å]: the cell centre, ``n v / 2`` on every axis."""
+    nz, nx, ny = data.volume_shape
+    v = data.voxel_size
+    return torch.tensor([nx * v / 2, ny * v / 2, nz * v / 2], device=data.device)
+
+
+def visual_hull(points: Tensor, data: TomoData, target: Tensor, threshold: float,
+                reach: float) -> Tensor:
+    """Mask ``[N]`` of specimen-frame ``points [N, 3]`` [Å] whose projection lands, at every
+    tilt, within ``reach`` Å of normalised signal ``target [T, P] >= threshold`` (the images
+    of a raster are dilated by ``reach``, so that the gaps between columns stay inside; the
+    nearest scan position is looked up)."""
+    t = data.n_tilts
+    image = target
+    if data.haadf.dim() == 3:  # a raster [T, sx, sy]: dilate by a max filter
+        step = float((data.haadf_positions[0, 1] - data.haadf_positions[0, 0]).abs().max())
+        half = max(int(reach / step), 0) if step > 0 else 0
+        raster = target.reshape(t, 1, *data.haadf.shape[1:])
+        image = nn.functional.max_pool2d(raster, 2 * half + 1, 1, half).reshape(t, -1)
+    keep = torch.ones(len(points), dtype=torch.bool, device=points.device)
+    rotation = euler_matrix(data.euler[:, 0], data.euler[:, 1], data.euler[:, 2])
+    lab = transform_atoms(points, rotation, data.shifts, cell_centre_A(data))  # [T, N, 3]
+    raster = tuple(data.haadf.shape[1:]) if data.haadf.dim() == 3 else None
+    for j in range(t):
+        nearest = nearest_scan_index(lab[j, :, :2], data.haadf_positions[j], raster)
+        keep &= image[j, nearest] >= threshold
+    return keep
+
+
+def nearest_scan_index(points: Tensor, scan: Tensor, raster: tuple[int, int] | None) -> Tensor:
+    """Index ``[N]`` of the scan position of ``scan [P, 2]`` nearest to each of ``points
+    [N, 2]``: by rounding on a ``raster (sx, sy)``, else by distance in chunks."""
+    if raster is None:
+        return torch.cat([torch.cdist(p, scan).argmin(-1) for p in points.split(4096)])
+    sx, sy = raster
+    grid = scan.reshape(sx, sy, 2)
+    step = torch.stack([grid[min(1, sx - 1), 0, 0] - grid[0, 0, 0],
+                        grid[0, min(1, sy - 1), 1] - grid[0, 0, 1]]).clamp_min(1e-6)
+    index = torch.round((points - grid[0, 0]) / step).long()
+    i, k = index[:, 0].clamp(0, sx - 1), index[:, 1].clamp(0, sy - 1)
+    return i * sy + k
+
+
+def assign_species(intensities: np.ndarray, species: list[int]) -> np.ndarray:
+    """Atomic numbers ``[N]`` (0 = not an atom) from integrated intensities ``H pi B``: the
+    suite's classifier on the intensities clipped at their 99th percentile (a few bright
+    outliers must not form a species and turn every atom into a non-atom), with a non-atom
+    class where one is separated, kept only if it is at most half as bright as the weakest
+    species."""
+    clipped = np.minimum(intensities, np.quantile(intensities, 0.99))  # no class of outliers
+    classes = classify_species(clipped, len(species), atomic_numbers=species)
+    means = classes.class_means
+    if classes.has_non_atom and means[0] > 0.5 * means[1]:
+        classes = classify_species(clipped, len(species), atomic_numbers=species,
+                                   non_atom=False)
+    return np.asarray(classes.labels)

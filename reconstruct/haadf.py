@@ -16,6 +16,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from .data import TomoData
 from .optics import energy2wavelength, fourier_probe, spatial_frequencies
 from .propagation import fresnel_propagator
 
@@ -115,3 +116,33 @@ class DepthDependentInteraction(nn.Module):
         if self.mode == "direct":
             return ddi_forward(slices, None)
         return ddi_forward(slices, self.kernels, self.kernels_ft)
+
+
+def build_interaction(data: TomoData, mode: str, shape: tuple[int, int], pixel: float,
+                      n_slices: int) -> DepthDependentInteraction:
+    """The interaction of ``mode``; kernels of the ADF scan's probe (its own defocus when it
+    had one) at the slices' centre depths below the cell entrance (where the defocus refers
+    to), integrated over the pixel."""
+    if mode == "direct":
+        return DepthDependentInteraction("direct").to(data.device)
+    dz = data.volume_shape[0] * data.voxel_size / n_slices
+    depths = (torch.arange(n_slices, device=data.device, dtype=torch.float64) + 0.5) * dz
+    f = kernel_oversampling(pixel, data.energy, data.semiangle)
+    aberrations = data.aberrations if data.adf_aberrations is None else data.adf_aberrations
+    kernels = depth_probe_kernels(shape, (pixel, pixel), data.energy, data.semiangle, depths,
+                                  aberrations, oversample=f)
+    interaction = DepthDependentInteraction(mode, kernels.float()).to(data.device)
+    if mode == "adaptive":
+        interaction.register_buffer("support", kernel_support(kernels, pixel).float())
+    return interaction
+
+
+def kernel_support(kernels: Tensor, pixel: float) -> Tensor:
+    """Mask ``[n, X, Y]`` of the pixels an adaptive kernel may use: within ``3 sqrt(<r²>) +
+    1 Å`` of its centre (its starting second moment), so that the optimisation cannot spread
+    a kernel into a pedestal that fits noise."""
+    x = torch.fft.fftfreq(kernels.shape[-2], 1 / kernels.shape[-2]).to(kernels) * pixel
+    y = torch.fft.fftfreq(kernels.shape[-1], 1 / kernels.shape[-1]).to(kernels) * pixel
+    r2 = x[:, None] ** 2 + y[None] ** 2
+    radius = 3 * (kernels * r2).sum((-2, -1)).sqrt() + 1.0  # [n] Å
+    return r2 <= radius[:, None, None] ** 2

@@ -44,3 +44,17 @@ def sample_bilinear_adjoint(values: Tensor, coords: Tensor, shape: tuple[int, in
     for i, wi in zip(idx, w, strict=True):
         out = out.scatter_add(1, i, values * wi)
     return out.reshape(t, *shape)
+
+
+def fast_size(n: int, primes: tuple[int, ...] = (2, 3, 5, 7)) -> int:
+    """The smallest ``m >= n`` with no prime factor outside ``primes`` (a fast FFT length;
+    e.g. 146 = 2 x 73 is about 5x slower than 150)."""
+    m = n
+    while True:
+        k = m
+        for p in primes:
+            while k % p == 0:
+                k //= p
+        if k == 1:
+            return m
+        m += 1

@@ -12,7 +12,7 @@ import torch
 
 from reconstruct.atoms import grid_points, merge_orbitals, render_gaussian_slices
 from reconstruct.data import TomoData
-from reconstruct.haadf import depth_probe_kernels, kernel_oversampling
+from reconstruct.haadf import build_interaction, depth_probe_kernels, kernel_oversampling
 from reconstruct.optics import energy2wavelength
 from reconstruct.variants import variant_params
 from simulate.errors import ConfigError
@@ -134,9 +134,9 @@ def _render_truth(data: TomoData, truth: torch.Tensor, interaction: str = "rigid
 
     _, cfg = variant_params({"name": "lot", "interaction": interaction})
     pixel, shape, n_slices = lot.render_grid(data, cfg)
-    inter = lot.build_interaction(data, interaction, shape, pixel, n_slices)
+    inter = build_interaction(data, interaction, shape, pixel, n_slices)
     ones = torch.ones(len(truth))
-    model = lot._model(data, cfg, truth, ones, ones * width, inter, None)
+    model = lot.build_lot_model(data, cfg, truth, ones, ones * width, inter, None)
     side = round(math.sqrt(data.haadf_positions.shape[1]))
     with torch.no_grad():
         data.haadf = model(torch.arange(data.n_tilts)).reshape(data.n_tilts, side, side)

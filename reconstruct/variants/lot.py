@@ -34,25 +34,24 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from metrics.classify import classify_species
-from reconstruct.atoms import GaussianAtoms, grid_points, merge_orbitals, transform_atoms
+from reconstruct.atoms import (
+    GaussianAtoms,
+    assign_species,
+    cell_centre_A,
+    grid_points,
+    merge_orbitals,
+    visual_hull,
+)
 from reconstruct.data import TomoData
 from reconstruct.fit import Problem, fit
-from reconstruct.haadf import (
-    MODES,
-    DepthDependentInteraction,
-    depth_probe_kernels,
-    kernel_oversampling,
-)
+from reconstruct.haadf import MODES, DepthDependentInteraction, build_interaction
 from reconstruct.loop import GroupSettings, History, index_batches
 from reconstruct.optics import energy2wavelength
 from reconstruct.result import AtomsEstimate, Reconstruction
-from reconstruct.sampling import sample_bilinear
-from reconstruct.tomography import euler_matrix
+from reconstruct.sampling import fast_size, sample_bilinear
 from reconstruct.variants.base import Variant, register_variant
 from simulate.errors import ConfigError
 
@@ -109,14 +108,12 @@ class LocalOrbitalTomography(nn.Module):
     (pixel units). Drifts ``shifts [T, 2]`` Å (group ``shifts``)."""
 
     def __init__(self, data: TomoData, atoms: GaussianAtoms, interaction: DepthDependentInteraction,
-                 pixel: float, n_slices: int, shifts: Tensor | None = None) -> None:
+                 pixel: float, shape: tuple[int, int], n_slices: int,
+                 shifts: Tensor | None = None) -> None:
         super().__init__()
-        nz, nx, ny = data.volume_shape
-        v = data.voxel_size
         self.atoms, self.interaction = atoms, interaction
-        self.shape = (round(nx * v / pixel), round(ny * v / pixel))
-        self.pixel, self.n_slices = pixel, n_slices
-        self.thickness = nz * v / n_slices
+        self.pixel, self.shape, self.n_slices = pixel, shape, n_slices
+        self.thickness = data.volume_shape[0] * data.voxel_size / n_slices
         self.register_buffer("angles", data.euler.clone())
         self.register_buffer("centre", cell_centre_A(data))
         self.register_buffer("coords", data.haadf_positions / pixel)
@@ -139,80 +136,6 @@ class LocalOrbitalTomography(nn.Module):
 
     def forward(self, tilts: Tensor) -> Tensor:
         return sample_bilinear(self.images(tilts), self.coords[tilts])
-
-
-def build_interaction(data: TomoData, mode: str, shape: tuple[int, int], pixel: float,
-                      n_slices: int) -> DepthDependentInteraction:
-    """The interaction of ``mode``; kernels of the ADF scan's probe (its own defocus when it
-    had one) at the slices' centre depths below the cell entrance (where the defocus refers
-    to), integrated over the pixel."""
-    if mode == "direct":
-        return DepthDependentInteraction("direct").to(data.device)
-    dz = data.volume_shape[0] * data.voxel_size / n_slices
-    depths = (torch.arange(n_slices, device=data.device, dtype=torch.float64) + 0.5) * dz
-    f = kernel_oversampling(pixel, data.energy, data.semiangle)
-    aberrations = data.aberrations if data.adf_aberrations is None else data.adf_aberrations
-    kernels = depth_probe_kernels(shape, (pixel, pixel), data.energy, data.semiangle, depths,
-                                  aberrations, oversample=f)
-    interaction = DepthDependentInteraction(mode, kernels.float()).to(data.device)
-    if mode == "adaptive":
-        interaction.register_buffer("support", kernel_support(kernels, pixel).float())
-    return interaction
-
-
-def kernel_support(kernels: Tensor, pixel: float) -> Tensor:
-    """Mask ``[n, X, Y]`` of the pixels an adaptive kernel may use: within ``3 sqrt(<r²>) +
-    1 Å`` of its centre (its starting second moment), so that the optimisation cannot spread
-    a kernel into a pedestal that fits noise."""
-    x = torch.fft.fftfreq(kernels.shape[-2], 1 / kernels.shape[-2]).to(kernels) * pixel
-    y = torch.fft.fftfreq(kernels.shape[-1], 1 / kernels.shape[-1]).to(kernels) * pixel
-    r2 = x[:, None] ** 2 + y[None] ** 2
-    radius = 3 * (kernels * r2).sum((-2, -1)).sqrt() + 1.0  # [n] Å
-    return r2 <= radius[:, None, None] ** 2
-
-
-def visual_hull(points: Tensor, data: TomoData, target: Tensor, threshold: float,
-                reach: float) -> Tensor:
-    """Mask ``[N]`` of specimen-frame ``points [N, 3]`` [Å] whose projection lands, at every
-    tilt, within ``reach`` Å of normalised signal ``target [T, P] >= threshold`` (the images
-    of a raster are dilated by ``reach``, so that the gaps between columns stay inside; the
-    nearest scan position is looked up)."""
-    t = data.n_tilts
-    image = target
-    if data.haadf.dim() == 3:  # a raster [T, sx, sy]: dilate by a max filter
-        step = float((data.haadf_positions[0, 1] - data.haadf_positions[0, 0]).abs().max())
-        half = max(int(reach / step), 0) if step > 0 else 0
-        raster = target.reshape(t, 1, *data.haadf.shape[1:])
-        image = nn.functional.max_pool2d(raster, 2 * half + 1, 1, half).reshape(t, -1)
-    keep = torch.ones(len(points), dtype=torch.bool, device=points.device)
-    rotation = euler_matrix(data.euler[:, 0], data.euler[:, 1], data.euler[:, 2])
-    lab = transform_atoms(points, rotation, data.shifts, cell_centre_A(data))  # [T, N, 3]
-    raster = tuple(data.haadf.shape[1:]) if data.haadf.dim() == 3 else None
-    for j in range(t):
-        nearest = _nearest(lab[j, :, :2], data.haadf_positions[j], raster)
-        keep &= image[j, nearest] >= threshold
-    return keep
-
-
-def _nearest(points: Tensor, scan: Tensor, raster: tuple[int, int] | None) -> Tensor:
-    """Index ``[N]`` of the scan position of ``scan [P, 2]`` nearest to each of ``points
-    [N, 2]``: by rounding on a ``raster (sx, sy)``, else by distance in chunks."""
-    if raster is None:
-        return torch.cat([torch.cdist(p, scan).argmin(-1) for p in points.split(4096)])
-    sx, sy = raster
-    grid = scan.reshape(sx, sy, 2)
-    step = torch.stack([grid[min(1, sx - 1), 0, 0] - grid[0, 0, 0],
-                        grid[0, min(1, sy - 1), 1] - grid[0, 0, 1]]).clamp_min(1e-6)
-    index = torch.round((points - grid[0, 0]) / step).long()
-    i, k = index[:, 0].clamp(0, sx - 1), index[:, 1].clamp(0, sy - 1)
-    return i * sy + k
-
-
-def cell_centre_A(data: TomoData) -> Tensor:
-    """The tilt pivot ``[3]`` (x, y, z) [Å]: the cell centre, ``n v / 2`` on every axis."""
-    nz, nx, ny = data.volume_shape
-    v = data.voxel_size
-    return torch.tensor([nx * v / 2, ny * v / 2, nz * v / 2], device=data.device)
 
 
 def _stage(model: LocalOrbitalTomography, target: Tensor, cfg: LOTConfig, iterations: int,
@@ -313,12 +236,17 @@ def initial_atoms(data: TomoData, target: Tensor, cfg: LOTConfig) -> Tensor:
     return grid[visual_hull(grid, data, target, cfg.hull_threshold, cfg.min_distance)]
 
 
-def _model(data: TomoData, cfg: LOTConfig, positions: Tensor, heights: Tensor, widths: Tensor,
-           interaction: DepthDependentInteraction, shifts: Tensor | None,
-           by_integral: bool = True) -> LocalOrbitalTomography:
-    pixel, _, n_slices = render_grid(data, cfg)
+def build_lot_model(data: TomoData, cfg: LOTConfig, positions: Tensor, heights: Tensor,
+                    widths: Tensor, interaction: DepthDependentInteraction,
+                    shifts: Tensor | None = None, by_integral: bool = True
+                    ) -> LocalOrbitalTomography:
+    """The LOT model of ``data`` on ``cfg``'s rendering grid (:func:`render_grid`): orbitals at
+    ``positions [N, 3]`` Å with ``heights [N]`` and ``widths [N]`` (Å²; ``by_integral``: the
+    integrals ``H B`` are the parameters), the ``interaction`` (:func:`build_interaction`) and
+    per-tilt drifts ``shifts [T, 2]`` Å (None: the data's)."""
+    pixel, shape, n_slices = render_grid(data, cfg)
     atoms = GaussianAtoms(positions, heights, widths, by_integral).to(data.device)
-    return LocalOrbitalTomography(data, atoms, interaction, pixel, n_slices, shifts)
+    return LocalOrbitalTomography(data, atoms, interaction, pixel, shape, n_slices, shifts)
 
 
 def render_grid(data: TomoData, cfg: LOTConfig) -> tuple[float, tuple[int, int], int]:
@@ -334,19 +262,6 @@ def render_grid(data: TomoData, cfg: LOTConfig) -> tuple[float, tuple[int, int],
     finest = min(v, energy2wavelength(data.energy) / (4 * data.semiangle))
     shape = (fast_size(math.ceil(nx * v / finest)), fast_size(math.ceil(ny * v / finest)))
     return nx * v / shape[0], shape, n_slices
-
-
-def fast_size(n: int) -> int:
-    """The smallest ``m >= n`` with no prime factor above 7 (a fast FFT length)."""
-    m = n
-    while True:
-        k = m
-        for p in (2, 3, 5, 7):
-            while k % p == 0:
-                k //= p
-        if k == 1:
-            return m
-        m += 1
 
 
 def _join(stages: list[Reconstruction]) -> History:
@@ -367,19 +282,19 @@ def run_lot(data: TomoData, cfg: LOTConfig, seed: int, progress: bool) -> Recons
     ones = torch.ones(len(pos), device=data.device)
     grid = cfg.init == "grid" and cfg.init_iterations > 0
     width = min(cfg.width, cfg.d_est**2 / 4) if grid else cfg.width
-    model = _model(data, cfg, pos, ones, ones * width, interaction, None, not grid)
+    model = build_lot_model(data, cfg, pos, ones, ones * width, interaction, None, not grid)
     _rescale(model, target)
     stages, counts = [], [len(pos)]
     if grid:
         stages.append(_stage(model, target, cfg, cfg.init_iterations,
                              _settings(cfg, model, True, 0), seed, progress))
-        model = _model(data, cfg, *_prune(model.atoms, cfg, cfg.width), interaction,
+        model = build_lot_model(data, cfg, *_prune(model.atoms, cfg, cfg.width), interaction,
                        model.shifts.detach())
         counts.append(len(model.atoms.heights))
     first = cfg.iterations // 2
     for k, n in enumerate((first, cfg.iterations - first)):
         if k:
-            model = _model(data, cfg, *_prune(model.atoms, cfg), model.interaction,
+            model = build_lot_model(data, cfg, *_prune(model.atoms, cfg), model.interaction,
                            model.shifts.detach())
             counts.append(len(model.atoms.heights))
         stages.append(_stage(model, target, cfg, n, _settings(cfg, model, False, k * first),
@@ -404,21 +319,6 @@ def _result(model: LocalOrbitalTomography, stages: list[Reconstruction], counts:
         history=history, r_factor=last.r_factor,
         seconds_per_iteration=history.seconds / max(len(history.loss), 1),
         atoms=AtomsEstimate(atoms.positions.detach(), numbers, h, b), info=info)
-
-
-def assign_species(intensities: np.ndarray, species: list[int]) -> np.ndarray:
-    """Atomic numbers ``[N]`` (0 = not an atom) from integrated intensities ``H pi B``: the
-    suite's classifier on the intensities clipped at their 99th percentile (a few bright
-    outliers must not form a species and turn every atom into a non-atom), with a non-atom
-    class where one is separated, kept only if it is at most half as bright as the weakest
-    species."""
-    clipped = np.minimum(intensities, np.quantile(intensities, 0.99))  # no class of outliers
-    classes = classify_species(clipped, len(species), atomic_numbers=species)
-    means = classes.class_means
-    if classes.has_non_atom and means[0] > 0.5 * means[1]:
-        classes = classify_species(clipped, len(species), atomic_numbers=species,
-                                   non_atom=False)
-    return np.asarray(classes.labels)
 
 
 def _check_lot(cfg: LOTConfig) -> None:
