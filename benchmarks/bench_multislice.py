@@ -56,6 +56,7 @@ from reconstruct import (  # noqa: E402
     probe_from_aberrations,
     scan_grid,
 )
+from reconstruct.sampling import fast_size  # noqa: E402
 
 ENERGY, SEMIANGLE, DEFOCUS = 200e3, 25e-3, 100.0  # eV, rad, Å
 CASES = {
@@ -64,23 +65,11 @@ CASES = {
 }
 
 
-def fast_size(n: int) -> int:
-    """Smallest ``2**a 3**b 5**c >= n`` (FFT-friendly object grid; 146 = 2 x 73 is ~5x slower)."""
-    while True:
-        m = n
-        for p in (2, 3, 5):
-            while m % p == 0:
-                m //= p
-        if m == 1:
-            return n
-        n += 1
-
-
 def build(case: dict, n_patterns: int, device: str) -> tuple[MultislicePtychography, torch.Tensor]:
     """Synthetic truth -> data, then a model initialised away from the truth."""
     scan = int(math.ceil(math.sqrt(n_patterns)))
     m, s, step = case["pixels"], case["sampling"], case["step_px"]
-    n = fast_size(scan * step + m + 2)
+    n = fast_size(scan * step + m + 2, (2, 3, 5))
     positions = scan_grid((m / 2 * s, m / 2 * s), (step * s, step * s), (scan, scan))
     positions = positions[:n_patterns]
     g = torch.Generator().manual_seed(0)

@@ -12,7 +12,12 @@ the learning rates ``lr_objp`` [rad], ``lr_probe``, ``lr_pos`` [px], optionally 
 ``measurements [K, M, M]`` (centred patterns), ``obj [1, S, N, N]`` complex (initial object),
 ``probe [P, M, M]`` complex (initial modes, scaled so that PtyRAD's orthonormal FFT reproduces
 the patterns' scale), ``crop_pos [K, 2]`` (integer top-left corners of the probe window, px) and
-``probe_pos_shifts [K, 2]`` (sub-pixel remainders, px).
+``probe_pos_shifts [K, 2]`` (sub-pixel remainders, px). A learning rate of 0 leaves its tensor
+out of the optimiser and without gradients. Optional (``benchmarks/compare_tools.py``):
+``"positivity": true`` turns on PtyRAD's ``objp_postiv`` (clip the phase at 0 after each update,
+as our ``positivity``); ``"save": PATH`` writes the final ``objp``, ``obja`` ``[1, S, N, N]`` and
+``probe`` to an npz (atomically); ``"evaluate": true`` runs no iteration and only prints
+``final_nrmse`` of the initial arrays (PtyRAD's forward of a given object against the patterns).
 
 The model is built the way PtyRAD builds it after its ``Initializer`` (``PtychoModel(
 init_variables, model_params, device)``), with PtyRAD's propagator ``near_field_evolution``,
@@ -38,6 +43,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 
 import numpy as np
@@ -89,6 +95,15 @@ def profile_ops(prof) -> dict:  # noqa: ANN001
         if any("Backward" in n for n in names):
             entry[2] += seconds
     return {"ops": ops, "optimizer_s": optimizer}
+
+
+def save(path: str, model) -> None:  # noqa: ANN001
+    """Write the model's ``objp``, ``obja`` and ``probe`` to the npz ``path`` atomically."""
+    tmp = f"{path}.tmp.npz"
+    np.savez(tmp, objp=model.opt_objp.detach().cpu().numpy(),
+             obja=model.opt_obja.detach().cpu().numpy(),
+             probe=model.get_complex_probe_view().detach().cpu().numpy())
+    os.replace(tmp, path)
 
 
 def main() -> None:
@@ -143,17 +158,21 @@ def main() -> None:
         "recon_provenance": [],
     }
     off = {"start_iter": None, "lr": 0.0}
+
+    def learn(lr: float) -> dict:
+        return {"start_iter": 1 if lr else None, "lr": lr}
+
     model_params = ModelParams(
         detector_blur_std=None,
         preload_data=True,
         optimizer_params={"name": "Adam", "configs": {}},
         update_params={
             "obja": off,
-            "objp": {"start_iter": 1, "lr": spec["lr_objp"]},
+            "objp": learn(spec["lr_objp"]),
             "obj_tilts": off,
             "slice_thickness": off,
-            "probe": {"start_iter": 1, "lr": spec["lr_probe"]},
-            "probe_pos_shifts": {"start_iter": 1, "lr": spec["lr_pos"]},
+            "probe": learn(spec["lr_probe"]),
+            "probe_pos_shifts": learn(spec["lr_pos"]),
         },
     ).model_dump()
     loss_params = LossParams(loss_single={"state": True, "weight": 1.0, "dp_pow": 0.5}).model_dump()
@@ -161,6 +180,8 @@ def main() -> None:
     constraints_off = sorted(k for k, v in constraint_params.items() if v.get("start_iter"))
     for v in constraint_params.values():
         v["start_iter"] = None
+    if spec.get("positivity"):
+        constraint_params["objp_postiv"]["start_iter"] = 1
 
     model = PtychoModel(init_variables, model_params, device=device)
     optimizer = create_optimizer(model.optimizer_params, model.optimizable_params)
@@ -179,6 +200,12 @@ def main() -> None:
         return recon_step(batches, accumulate, model, optimizer, None, loss_fn, constraint_fn,
                           niter, compute_loss_fn=compute_loss)
 
+    if spec.get("evaluate"):
+        with torch.no_grad():
+            _, losses = compute_loss(torch.arange(n, device=device), model, model,
+                                     model.get_measurements(torch.arange(n)), loss_fn)
+        print(json.dumps({"final_nrmse": float(losses[0])}))  # [0]: loss_single
+        return
     iteration(1)  # warm-up, not timed
     profiler = None
     if spec.get("profile"):
@@ -191,6 +218,8 @@ def main() -> None:
         losses = iteration(niter)
     seconds = (time_sync(device) - start) / spec["iters"]
     extra = {}
+    if spec.get("save"):
+        save(spec["save"], model)
     if profiler is not None:
         profiler.__exit__(None, None, None)
         extra["profile"] = profile_ops(profiler)
