@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from reconstruct.sampling import sample_bilinear, sample_bilinear_adjoint
+from reconstruct.sampling import fast_size, sample_bilinear, sample_bilinear_adjoint
 
 
 def test_integer_positions_pick_pixels_and_wrap():
@@ -51,3 +51,17 @@ def test_cuda_matches_cpu():
     img, coords = torch.randn(2, 6, 6), torch.rand(2, 5, 2) * 5
     out = sample_bilinear(img.cuda(), coords.cuda())
     assert out.is_cuda and torch.allclose(out.cpu(), sample_bilinear(img, coords), atol=1e-6)
+
+
+def test_fast_size_is_the_smallest_length_with_only_the_given_prime_factors():
+    def smooth(m: int, primes: tuple[int, ...]) -> bool:
+        for p in primes:
+            while m % p == 0:
+                m //= p
+        return m == 1
+
+    for primes in ((2, 3, 5), (2, 3, 5, 7)):
+        for n in range(1, 300):
+            m = fast_size(n, primes)
+            assert smooth(m, primes) and not any(smooth(k, primes) for k in range(n, m))
+    assert fast_size(146, (2, 3, 5)) == 150 and fast_size(146) == 147  # 146 = 2 x 73
