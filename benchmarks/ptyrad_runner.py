@@ -190,8 +190,10 @@ def main() -> None:
     positions = (model.crop_pos + model.opt_probe_pos_shifts).detach().cpu().numpy()
     # optional: mini-batches of ``chunk`` whose gradients accumulate over batch / chunk of them
     # before each update (PtyRAD's grad_accumulation; the analogue of our chunk_size)
-    size = spec.get("chunk") or spec["batch"]
-    accumulate = max(spec["batch"] // size, 1)
+    # (a batch larger than the data is the whole data, one batch)
+    batch = min(spec["batch"], n)
+    size = min(spec.get("chunk") or batch, batch)
+    accumulate = max(batch // size, 1)
     batches = make_batches(np.arange(n), positions, size, mode="random", seed=0)
     batches = [torch.from_numpy(b).to(device) for b in batches]
 
