@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -36,6 +35,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_multislice import run_script  # noqa: E402
 
 import experiments.cli  # noqa: E402, F401  (registers the configs, scorers and variants)
 from experiments.job import job_dataset  # noqa: E402
@@ -43,6 +45,7 @@ from experiments.scoring import ScoringConfig, Truth, score_or_fail  # noqa: E40
 from reconstruct import energy2sigma  # noqa: E402
 from reconstruct.data import TomoData, from_dataset  # noqa: E402
 from reconstruct.propagation import propagate  # noqa: E402
+from reconstruct.regularize import slice_shifts  # noqa: E402
 from reconstruct.variants.base import variant_params  # noqa: E402
 from reconstruct.variants.ptycho import FPPConfig, build_model  # noqa: E402
 from simulate.config import NoiseConfig  # noqa: E402
@@ -69,7 +72,7 @@ opts = dict(max_batch_size=spec["batch"], progress_bar=False, fix_probe=True,
             fix_positions=True, reset=True, seed_random=0)
 if spec.get("evaluate"):
     p.reconstruct(num_iter=1, step_size=0.0, object_positivity=False, **opts)
-    print(json.dumps({"error": p.error_iterations[0]})); sys.exit()
+    print(json.dumps({"own_error": p.error_iterations[0]})); sys.exit()
 t0 = time.perf_counter()
 p.reconstruct(num_iter=spec["iters"], step_size=spec["step_size"], object_positivity=True,
               **opts)
@@ -77,7 +80,7 @@ seconds = (time.perf_counter() - t0) / spec["iters"]
 tmp = spec["save"] + ".tmp.npz"
 np.savez(tmp, obj=np.asarray(p.object), positions_px=np.asarray(p._positions_px))
 os.replace(tmp, spec["save"])
-print(json.dumps({"seconds_per_iter": seconds, "error": p.error,
+print(json.dumps({"seconds_per_iter": seconds, "own_error": p.error,
                   "error_first": p.error_iterations[0]}))
 """
 
@@ -118,28 +121,14 @@ def forward_nrmse(data: TomoData, obj: np.ndarray, tilt_mrad: Any = (0.0, 0.0),
 def register(obj: np.ndarray, reference: np.ndarray, max_shift: int = 5,
              ) -> tuple[np.ndarray, list[float]]:
     """Remove the integer periodic shift (at most ``max_shift`` px, under half a lattice
-    period, or a crystal registers to another repeat) of ``obj [S, N, N]``'s projection that
-    best matches ``reference [N, N]`` (cross-correlation); returns the object and the shift
-    found (px, with a parabolic sub-pixel estimate, which is reported, not removed)."""
-    a, b = obj.sum(0), reference
-    xc = np.fft.ifft2(np.fft.fft2(b - b.mean()) * np.conj(np.fft.fft2(a - a.mean()))).real
-    lag = [(np.arange(n) + n // 2) % n - n // 2 for n in xc.shape]
-    far = (np.abs(lag[0])[:, None] > max_shift) | (np.abs(lag[1])[None, :] > max_shift)
-    xc = np.where(far, -np.inf, xc)
-    peak = np.unravel_index(np.argmax(xc), xc.shape)
-    shift = []
-    for axis, i in enumerate(peak):
-        n = xc.shape[axis]
-        idx = [peak[0], peak[1]]
-        vals = []
-        for d in (-1, 0, 1):
-            idx[axis] = (i + d) % n
-            vals.append(xc[tuple(idx)])
-        den = vals[0] - 2 * vals[1] + vals[2]
-        sub = 0.5 * (vals[0] - vals[2]) / den if np.isfinite(den) and den != 0 else 0.0
-        shift.append(float(((i + n // 2) % n - n // 2) + sub))
-    rolled = np.roll(obj, (int(peak[0]), int(peak[1])), axis=(1, 2))
-    return rolled, shift
+    period, or a crystal registers to another repeat) of ``obj [S, N, N]``'s projection from
+    ``reference [N, N]``, measured by the shared :func:`slice_shifts` (cross-correlation, sub-
+    pixel); returns the object and the shift that aligns it (px, the sub-pixel part reported,
+    not removed)."""
+    pair = torch.as_tensor(np.stack([reference, obj.sum(0)]), dtype=torch.float64)
+    shift = -slice_shifts(pair, reference=0, max_shift=max_shift)[1].numpy()
+    rolled = np.roll(obj, tuple(int(round(x)) for x in shift), axis=(1, 2))
+    return rolled, [float(x) for x in shift]
 
 
 def slice_truth(truth: Truth, n_slices: int) -> np.ndarray:
@@ -160,22 +149,14 @@ def probe_at_first_slice(data: TomoData, n_slices: int) -> np.ndarray:
     return probe.numpy()
 
 
-def run_python(python: str, script: Path, files: dict[str, Any], tmp: Path) -> dict[str, Any]:
-    """Write ``files`` (json for dicts, npz for dicts of arrays) into ``tmp``, run the script,
-    and parse its last stdout line; ``{"error": ...}`` if it fails."""
-    paths = []
-    for name, content in files.items():
-        path = tmp / name
+def writers(files: dict[str, Any]) -> dict[str, Any]:
+    """``run_script``'s file writers: json for a ``.json`` name, npz for a dict of arrays."""
+    def write(content: Any, name: str):  # noqa: ANN202
         if name.endswith(".json"):
-            path.write_text(json.dumps(content))
-        else:
-            np.savez(path, **content)
-        paths.append(str(path))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    run = subprocess.run([python, str(script), *paths], capture_output=True, text=True, env=env)
-    if run.returncode != 0:
-        return {"failed": (run.stderr.strip().splitlines() or ["failed"])[-1]}
-    return json.loads(run.stdout.strip().splitlines()[-1])
+            return lambda path: path.write_text(json.dumps(content))
+        return lambda path: np.savez(path, **content)
+
+    return {name: write(content, name) for name, content in files.items()}
 
 
 def ptyrad_arrays(data: TomoData, obj: np.ndarray, probe: np.ndarray) -> dict[str, np.ndarray]:
@@ -207,19 +188,17 @@ def run_ptyrad(python: str, data: TomoData, cfg: FPPConfig, probe: np.ndarray, i
             "device": "cpu", "threads": 1, "kv": data.energy / 1e3, "dx": v,
             "dz": float(data.volume_shape[0] * v / cfg.n_slices), "lr_objp": sigma * lr,
             "lr_probe": 0.0, "lr_pos": 0.0, "positivity": cfg.positivity}
+    evaluated = run_script(python, RUNNER, writers({
+        "spec.json": {**spec, "evaluate": True}, "arrays.npz": ptyrad_arrays(data, check, probe)}))
     with tempfile.TemporaryDirectory() as tmp:
-        t = Path(tmp)
-        evaluated = run_python(python, RUNNER, {
-            "spec.json": {**spec, "evaluate": True},
-            "arrays.npz": ptyrad_arrays(data, check, probe)}, t)
-        spec["save"] = str(t / "out.npz")
+        spec["save"] = str(Path(tmp) / "out.npz")
         zero = np.zeros((cfg.n_slices, n, n))
-        result = run_python(python, RUNNER, {"spec.json": spec,
-                                             "arrays.npz": ptyrad_arrays(data, zero, probe)}, t)
-        if "failed" in result:
+        result = run_script(python, RUNNER, writers({
+            "spec.json": spec, "arrays.npz": ptyrad_arrays(data, zero, probe)}))
+        if "error" in result:
             return result, None
         objp = np.load(spec["save"])["objp"][0]
-    result["nrmse_of_check"] = evaluated.get("final_nrmse", evaluated.get("failed"))
+    result["nrmse_of_check"] = evaluated.get("final_nrmse", evaluated.get("error"))
     result["folded"] = fold(objp, data, probe, n) / sigma
     return result, objp[:, pad:pad + n, pad:pad + n] / sigma
 
@@ -259,22 +238,19 @@ def run_py4dstem(python: str, data: TomoData, cfg: FPPConfig, probe: np.ndarray,
             "batch": cfg.batch_size or k, "iters": iters, "step_size": step_size}
     arrays = {"patterns": patterns, "probe": (corner * scale).astype(np.complex64),
               "positions": data.positions[0].numpy().astype(np.float64)}
+    evaluated = run_script(python, PY4DSTEM_SCRIPT, writers({
+        "spec.json": {**spec, "evaluate": True},
+        "arrays.npz": {**arrays, "obj": (sigma * check).astype(np.float32)}}))
     with tempfile.TemporaryDirectory() as tmp:
-        t = Path(tmp)
-        script = t / "run_py4dstem.py"
-        script.write_text(PY4DSTEM_SCRIPT)
-        evaluated = run_python(python, script, {
-            "spec.json": {**spec, "evaluate": True},
-            "arrays.npz": {**arrays, "obj": (sigma * check).astype(np.float32)}}, t)
-        spec["save"] = str(t / "out.npz")
-        result = run_python(python, script, {
+        spec["save"] = str(Path(tmp) / "out.npz")
+        result = run_script(python, PY4DSTEM_SCRIPT, writers({
             "spec.json": spec,
-            "arrays.npz": {**arrays, "obj": np.zeros((cfg.n_slices, n, n), np.float32)}}, t)
-        if "failed" in result:
+            "arrays.npz": {**arrays, "obj": np.zeros((cfg.n_slices, n, n), np.float32)}}))
+        if "error" in result:
             return result, None
         out = np.load(spec["save"])
         obj, moved = out["obj"], out["positions_px"] - data.positions[0].numpy() / v
-    result["error_of_check"] = evaluated.get("error", evaluated.get("failed"))
+    result["error_of_check"] = evaluated.get("own_error", evaluated.get("error"))
     result["position_offset_px"] = [float(x) for x in np.abs(moved).max(0)]
     return result, obj / sigma
 
@@ -323,6 +299,7 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="write the table here (atomically)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")  # and each tool's process
     rows, notes = [], []
     cfg = compose(args.tilt, "fpp", args.iters, args.cache)
     ds = job_dataset(cfg)
@@ -358,7 +335,7 @@ def main() -> None:
             rows.append(row(f"PtyRAD (objp lr {lr:.2g} rad)", result.get("seconds_per_iter"),
                             obj, data, truth, cfg, reference,
                             f"own final NRMSE {result.get('final_nrmse', float('nan')):.4f}"
-                            if obj is not None else result.get("failed", "")))
+                            if obj is not None else result.get("error", "")))
             if obj is not None:
                 rows.append(row(f"PtyRAD (objp lr {lr:.2g} rad), folded",
                                 result["seconds_per_iter"], result["folded"], data, truth, cfg,
@@ -372,8 +349,8 @@ def main() -> None:
                                        true_slices)
             rows.append(row(f"py4DSTEM (step {step:g})", result.get("seconds_per_iter"), obj,
                             data, truth, cfg, reference,
-                            f"own error {result.get('error', float('nan')):.4g}"
-                            if obj is not None else result.get("failed", "")))
+                            f"own error {result.get('own_error', float('nan')):.4g}"
+                            if obj is not None else result.get("error", "")))
             notes.append(f"py4DSTEM step {step:g}: its error of the sliced truth "
                          f"{result.get('error_of_check')}, first iteration "
                          f"{result.get('error_first')}, positions moved "

@@ -258,7 +258,7 @@ def test_app_map_recovers_a_tilt_ramp():
         every = torch.arange(data.positions.shape[1])
         scale = float(((model(every) - data.patterns[0]) ** 2).mean())
     # the variant's own loss: the data term plus its smoothness penalty
-    loss, _ = ptycho._loss(data, cfg, 0, grid, scale)
+    loss, _ = ptycho._loss(data, cfg, 0, grid, scale, (every,))
     optimize(model, loss, index_batches(data.positions.shape[1]),
              {"tilt": GroupSettings(lr=4e-4)}, 200, progress=False)
     err = (model.propagator.tilt.detach()[:, 0] - ramp) * 1e3

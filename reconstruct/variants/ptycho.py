@@ -221,15 +221,15 @@ def _constraints(cfg: FPPConfig, dz: float, sampling: tuple[float, float],
     return out + ([orthogonalize] if cfg.orthogonalize_probe and cfg.probe_modes > 1 else [])
 
 
-def _loss(data: TomoData, cfg: FPPConfig, tilt: int, grid: tuple[int, int], scale: float):
+def _loss(data: TomoData, cfg: FPPConfig, tilt: int, grid: tuple[int, int], scale: float,
+          chunks: tuple[Tensor, ...]):
     """The batch loss: the data loss, plus for a tilt map ``tilt_smoothness x scale`` per mrad²
     of mean squared neighbour difference (``scale``: the starting data loss, so that the
     weight does not depend on the dose or the detector); and the data misfit (the data loss
-    over every position, in chunks) as a float, without gradients."""
+    over every position, in ``chunks`` of indices) as a float, without gradients."""
     fn, measured = LOSSES[cfg.loss], data.patterns[tilt]
     weight = cfg.tilt_smoothness * scale / MRAD**2
     n_pos = measured.shape[0]
-    chunks = torch.arange(n_pos, device=data.device).split(cfg.chunk_size or 256)
 
     def penalty(model: MultislicePtychography) -> Tensor | float:
         if cfg.tilt_map and weight > 0:
@@ -387,7 +387,7 @@ def run(data: TomoData, cfg: FPPConfig, seed: int, progress: bool) -> Reconstruc
         every = torch.arange(min(n_pos, 1024), device=data.device)
         scale = float(LOSSES[cfg.loss](model(every), data.patterns[tilt, every]))
     chunks = torch.arange(n_pos, device=data.device).split(cfg.chunk_size or 256)
-    loss, misfit = _loss(data, cfg, tilt, grid, scale)
+    loss, misfit = _loss(data, cfg, tilt, grid, scale, chunks)
     problem = Problem(
         model, loss,
         index_batches(n_pos, cfg.batch_size, device=data.device),
