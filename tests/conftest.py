@@ -9,6 +9,12 @@ import pytest
 
 matplotlib.use("Agg")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# One intra-op thread per process (before torch is imported; subprocesses inherit it): the
+# suite's tensors are small, and on CI's 2 cores the subprocess tests (dask, joblib, torchrun)
+# oversubscribe. Measured: 1396 s with torch's default 2 threads, 977 s with 1 while another
+# 1-thread job shared the machine (pytest -q, 909 tests).
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 
 def tiny_config(**overrides: dict) -> dict:

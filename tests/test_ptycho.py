@@ -316,3 +316,53 @@ def test_app_map_from_scratch_recovers_a_tilt_ramp_through_the_regauge():
     err = rec.tilt_map[..., 0] - ramp.reshape(grid) * 1e3
     rms = float(err.pow(2).mean().sqrt())
     assert rms < 0.5, (rms, rec.tilt_map[..., 0])
+
+
+def _lattice_patterns(data: TomoData) -> TomoData:
+    """``data`` with the patterns of a known single-slice lattice (static columns)."""
+    _, pure = variant_params({"name": "fpp", "n_slices": 1, "thickness": 4.0,
+                              "post_align": False})
+    model = build_model(data, pure)
+    with torch.no_grad():
+        model.object.potential.copy_((400.0 * lattice(N, 8, 1.0)).float()[None, None])
+        data.patterns = model(torch.arange(data.positions.shape[1]))[None]
+    return data
+
+
+def test_a_common_start_differs_by_the_perturbation_and_splits_at_state_split():
+    """States from one common start differ by less than ``p x state_noise`` (independent
+    starts span the whole range); with ``state_split = N`` they stay exactly equal (equal
+    starts, equal updates) until the perturbation is added after iteration ``N - 1``."""
+    from reconstruct.variants.ptycho import initial_states, run
+
+    params = {"name": "mixed_object", "n_slices": 1, "thickness": 4.0, "object_states": 3}
+    gen = torch.Generator().manual_seed(0)
+    _, common = variant_params({**params, "state_perturbation": 0.05})
+    _, independent = variant_params(params)
+    spread = {}
+    for key, cfg in (("common", common), ("independent", independent)):
+        start = initial_states(cfg, (N, N), gen)
+        spread[key] = float((start.max(0).values - start.min(0).values).max())
+    assert spread["common"] < 0.05 * common.state_noise < spread["independent"], spread
+    data = _lattice_patterns(tiny_projection(step=1.0, thickness=4.0))
+    diff = {}
+    for iterations in (2, 3):
+        _, cfg = variant_params({**params, "state_perturbation": 0.05, "state_split": 3,
+                                 "iterations": iterations})
+        states = run(data, cfg, seed=0, progress=False).object_states.double()
+        diff[iterations] = float((states - states.mean(0)).abs().max())
+    assert diff[2] == 0.0 and diff[3] > 0.01 * cfg.state_noise, diff
+
+
+def test_the_line_search_object_optimizer_never_raises_the_loss():
+    """``object_optimizer: line_search`` (paper 003's gradient descent, with backtracking)
+    accepts only steps that do not raise the loss, from a first step far too large."""
+    from reconstruct.variants.ptycho import run
+
+    data = _lattice_patterns(tiny_projection(step=1.0, thickness=4.0))
+    _, cfg = variant_params({"name": "fpp", "n_slices": 1, "thickness": 4.0, "iterations": 25,
+                             "post_align": False, "object_optimizer": "line_search",
+                             "object_lr": 1e6})
+    loss = np.asarray(run(data, cfg, seed=0, progress=False).history.loss)
+    assert np.all(np.diff(loss) <= 1e-6 * loss[0]), loss
+    assert loss[-1] < 0.2 * loss[0], loss

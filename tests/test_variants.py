@@ -108,6 +108,12 @@ def test_registry_refuses_bad_parameters_by_name():
         variant_params({"name": "sset", "slice_thickness": 2.0})
     with pytest.raises(ConfigError, match="algorithm.optimizer"):
         variant_params({"name": "mset", "optimizer": "lbfgs-b"})
+    with pytest.raises(ConfigError, match="algorithm.object_optimizer"):
+        variant_params({"name": "fpp", "object_optimizer": "lbfgs"})
+    with pytest.raises(ConfigError, match="algorithm.state_perturbation"):
+        variant_params({"name": "mixed_object", "state_perturbation": 0.0})
+    with pytest.raises(ConfigError, match="algorithm.state_split"):
+        variant_params({"name": "mixed_object", "state_split": 10})
 
 
 def test_backtracking_line_search_decreases_monotonically():

@@ -47,6 +47,7 @@ from reconstruct.variants.base import Variant, register_variant
 from simulate.errors import ConfigError
 
 REGULARIZERS = ("none", "kz", "butterworth")
+OBJECT_OPTIMIZERS = ("adam", "sgd", "line_search")
 MRAD = 1e-3
 
 
@@ -59,9 +60,16 @@ class FPPConfig:
     ``n_slices`` slices through ``thickness`` (the starting specimen thickness; None = the
     cell depth), centred at the cell's middle depth. ``probe_modes`` mixed-state probe modes
     (``orthogonalize_probe``: SVD-orthogonalised after each update); ``object_states`` states
-    started ``state_noise`` V Å apart (uniform random, distinct per state). ``loss``
+    started from uniform random values in [0, ``state_noise``) V Å: with
+    ``state_perturbation = p`` one start common to all states plus a per-state uniform
+    perturbation in [0, ``p x state_noise``) (so that only the data can pull the states apart);
+    with ``p = null`` an independent start per state. ``state_split = N > 0`` (with ``p``)
+    starts the states equal and adds the perturbation after iteration ``N - 1``, once the
+    common object has converged towards the best single object. ``loss``
     ``amplitude`` or ``poisson``; ``batch_size`` positions per update (None = full batch).
-    Groups: ``*_lr`` (0 = fixed) and ``*_start`` (first iteration updated). ``initial_tilt``
+    Groups: ``*_lr`` (0 = fixed) and ``*_start`` (first iteration updated); ``object_optimizer``
+    ``adam``, ``sgd`` or ``line_search`` (backtracking gradient descent, ``object_lr`` its first
+    step; paper 003 used plain gradient descent). ``initial_tilt``
     (θx, θy); ``tilt_map`` one tilt per position with ``tilt_smoothness`` (weight of the mean
     squared neighbour difference per mrad², in units of the starting data loss);
     ``thickness_map`` one thickness per position. ``tilt_from_slices = N`` (with a learned
@@ -82,11 +90,14 @@ class FPPConfig:
     orthogonalize_probe: bool = True
     object_states: int = 1
     state_noise: float = 0.0
+    state_perturbation: float | None = None
+    state_split: int = 0
     loss: str = "amplitude"
     batch_size: int | None = None
     chunk_size: int | None = None
     object_lr: float = 20.0
     object_start: int = 0
+    object_optimizer: str = "adam"
     probe_lr: float = 0.0
     probe_start: int = 10
     positions_lr: float = 0.0
@@ -151,6 +162,9 @@ def check(cfg: FPPConfig) -> None:
             raise ConfigError(f"algorithm.{key}", getattr(cfg, key), "an integer >= 1")
     if cfg.loss not in ("amplitude", "poisson"):
         raise ConfigError("algorithm.loss", cfg.loss, "amplitude or poisson")
+    if cfg.object_optimizer not in OBJECT_OPTIMIZERS:
+        raise ConfigError("algorithm.object_optimizer", cfg.object_optimizer,
+                          f"one of {OBJECT_OPTIMIZERS}")
     if cfg.regularizer not in REGULARIZERS:
         raise ConfigError("algorithm.regularizer", cfg.regularizer, f"one of {REGULARIZERS}")
     for key in ("object_lr", "probe_lr", "positions_lr", "tilt_lr", "thickness_lr",
@@ -167,6 +181,14 @@ def check(cfg: FPPConfig) -> None:
     if cfg.object_states > 1 and cfg.state_noise == 0:
         raise ConfigError("algorithm.state_noise", 0.0,
                           "> 0 V Å with object_states > 1: identical starts stay identical")
+    p = cfg.state_perturbation
+    if cfg.state_split < 0 or (cfg.state_split > 0 and p is None):
+        raise ConfigError("algorithm.state_split", cfg.state_split,
+                          ">= 0, and > 0 only with a state_perturbation")
+    if p is not None and not (p > 0 if cfg.object_states > 1 else p >= 0):
+        raise ConfigError("algorithm.state_perturbation", p,
+                          "null (independent starts) or > 0 (a fraction of state_noise; with "
+                          "object_states > 1, 0 would leave the states identical)")
 
 
 def build_model(data: TomoData, cfg: FPPConfig, tilt: int = 0,
@@ -180,25 +202,56 @@ def build_model(data: TomoData, cfg: FPPConfig, tilt: int = 0,
         data, cfg.n_slices, thickness=cfg.thickness, centred=True,
         tilt=theta.expand(k, 2).clone() if cfg.tilt_map else theta,
         per_position_thickness=k if cfg.thickness_map else None)
-    shape = (cfg.object_states, cfg.n_slices, nx, ny)
-    start = torch.rand(shape, generator=generator) * cfg.state_noise
+    start = initial_states(cfg, (nx, ny), generator)
     obj = SlicedObject(start.to(data.device), data.energy, (v, v), antialias=False)
     probe = build_probe(data, cfg.probe_modes, learn_occupations=cfg.probe_modes > 1)
     return MultislicePtychography(obj, probe, positions, propagator,
                                   tuple(data.patterns.shape[-2:]), tilt_pivot="centre")
 
 
+def initial_states(cfg: FPPConfig, shape: tuple[int, int],
+                   generator: torch.Generator | None = None) -> Tensor:
+    """The starting object ``[K, S, *shape]`` (V Å): uniform random in [0, ``state_noise``),
+    independent per state, or (``state_perturbation = p``) one common start plus a per-state
+    uniform perturbation in [0, ``p x state_noise``). States that start equal get equal
+    updates, so some difference is needed; a small one leaves the split to the data: the
+    common state is a saddle of the incoherent loss only where the data need more than one
+    object (thermal motion), so static data keep the states together."""
+    full = (cfg.object_states, cfg.n_slices, *shape)
+    if cfg.state_perturbation is None:
+        return torch.rand(full, generator=generator) * cfg.state_noise
+    common = torch.rand((1, *full[1:]), generator=generator) * cfg.state_noise
+    if cfg.state_split > 0:
+        return common.expand(full).clone()
+    return common + perturbation(cfg, full, generator)
+
+
+def perturbation(cfg: FPPConfig, shape: tuple[int, ...],
+                 generator: torch.Generator | None = None) -> Tensor:
+    """Uniform random ``[0, state_perturbation x state_noise)`` V Å of ``shape``."""
+    return torch.rand(shape, generator=generator) * (cfg.state_noise * cfg.state_perturbation)
+
+
 def _settings(cfg: FPPConfig) -> dict[str, GroupSettings]:
     groups = {"object": "object", "probe": "probe", "positions": "positions", "tilt": "tilt",
               "slice_thickness": "thickness"}
-    return {group: GroupSettings(lr=getattr(cfg, f"{key}_lr"),
-                                 start_iter=getattr(cfg, f"{key}_start"))
-            for group, key in groups.items() if getattr(cfg, f"{key}_lr") > 0}
+    out = {group: GroupSettings(lr=getattr(cfg, f"{key}_lr"),
+                                start_iter=getattr(cfg, f"{key}_start"))
+           for group, key in groups.items() if getattr(cfg, f"{key}_lr") > 0}
+    if "object" in out:
+        out["object"].optimizer = cfg.object_optimizer
+    return out
 
 
 def _constraints(cfg: FPPConfig, dz: float, sampling: tuple[float, float],
-                 misfit: Callable[[MultislicePtychography], float]) -> list:
+                 misfit: Callable[[MultislicePtychography], float], seed: int = 0) -> list:
     out = [nonnegative("object.potential")] if cfg.positivity else []
+    generator = torch.Generator().manual_seed(seed + 1)
+
+    def split(model: MultislicePtychography, iteration: int) -> None:
+        if iteration == cfg.state_split - 1:
+            pot = model.object.potential
+            pot.add_(perturbation(cfg, tuple(pot.shape), generator).to(pot))
 
     def regularize(model: MultislicePtychography, iteration: int) -> None:
         pot = model.object.potential
@@ -217,6 +270,7 @@ def _constraints(cfg: FPPConfig, dz: float, sampling: tuple[float, float],
             checked_regauge(model, cfg.post_align_max_shift, misfit)
 
     out += [regularize] if cfg.regularizer != "none" else []
+    out += [split] if cfg.state_split > 0 and cfg.object_states > 1 else []
     out += [regauge] if cfg.tilt_from_slices and cfg.tilt_lr > 0 and cfg.n_slices > 1 else []
     return out + ([orthogonalize] if cfg.orthogonalize_probe and cfg.probe_modes > 1 else [])
 
@@ -392,7 +446,7 @@ def run(data: TomoData, cfg: FPPConfig, seed: int, progress: bool) -> Reconstruc
         model, loss,
         index_batches(n_pos, cfg.batch_size, device=data.device),
         _settings(cfg), _estimates(cfg, data, grid),
-        constraints=_constraints(cfg, dz, (data.voxel_size,) * 2, misfit),
+        constraints=_constraints(cfg, dz, (data.voxel_size,) * 2, misfit, seed),
         residual=lambda m: ((data.patterns[tilt, c], m(c)) for c in chunks),
         info={"projection": tilt, "n_slices": cfg.n_slices, "object_states": cfg.object_states,
               "probe_modes": cfg.probe_modes})
@@ -403,4 +457,5 @@ for _name, _schema in (("fpp", FPPConfig), ("app", APPConfig), ("app_map", APPMa
                        ("mixed_object", MixedObjectConfig)):
     register_variant(Variant(_name, _schema, {"diffraction"}, run, check))
 
-__all__ = ["FPPConfig", "APPConfig", "APPMapConfig", "MixedObjectConfig", "build_model", "run"]
+__all__ = ["FPPConfig", "APPConfig", "APPMapConfig", "MixedObjectConfig", "build_model",
+           "initial_states", "run"]
