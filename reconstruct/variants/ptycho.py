@@ -271,7 +271,8 @@ def _constraints(cfg: FPPConfig, dz: float, sampling: tuple[float, float],
         if iteration >= cfg.tilt_start and (iteration - cfg.tilt_start) % every == every - 1:
             before = misfit(model)
             gained = last[-1] - before if last else None
-            checked_regauge(model, cfg.post_align_max_shift, misfit, gained=gained)
+            checked_regauge(model, cfg.post_align_max_shift, misfit, gained=gained,
+                            before=before)
             last.append(before)
 
     out += [regularize] if cfg.regularizer != "none" else []
@@ -338,7 +339,8 @@ def _estimates(cfg: FPPConfig, data: TomoData, grid: tuple[int, int]):
 def checked_regauge(model: MultislicePtychography, max_shift: float,
                     misfit: Callable[[MultislicePtychography], float],
                     tolerance: float = 0.01, tries: int = 3,
-                    gained: float | None = None, give_back: float = 0.5) -> float:
+                    gained: float | None = None, give_back: float = 0.5,
+                    before: float | None = None) -> float:
     """:func:`regauge_tilt`, kept only if it is the gauge change it should be: the data
     ``misfit`` may grow by at most ``tolerance`` (relative). Where the slices' shear is not
     uniform over a probe's footprint (a grain boundary, a crystal's edge) the first-order warp
@@ -350,11 +352,12 @@ def checked_regauge(model: MultislicePtychography, max_shift: float,
     step may then give back at most ``give_back`` of it, so that regauges cannot ratchet a
     tilt up step by step, each within the tolerance (on the ci Cu pair, with particles too
     thin to shear measurably, they drove the map to +-85 mrad against a true +28/-14 and the
-    smoothness penalty past the divergence limit). Returns the fraction of the step kept
+    smoothness penalty past the divergence limit). ``before``: the current misfit, where the
+    caller has it already (it is computed otherwise). Returns the fraction of the step kept
     (0 = undone)."""
     obj, prop = model.object, model.propagator
     potential, tilt = obj.potential.detach().clone(), prop.tilt.detach().clone()
-    before = misfit(model)
+    before = misfit(model) if before is None else before
     allowed = before * tolerance
     if gained is not None:
         allowed = min(allowed, give_back * max(gained, 0.0))
