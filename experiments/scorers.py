@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 from ase.data import chemical_symbols
+from matplotlib.figure import Figure
 from scipy import ndimage
 
 from experiments.figures import save_figure
@@ -161,15 +162,23 @@ def score_elongation(est: Estimates, truth: Truth, cfg: ScoringConfig) -> dict[s
 
 def depth_section_figure(out_dir: Path, est: Estimates, result: dict[str, Any],
                          truth: Truth) -> None:
-    """An x-z section (2 Å thick in y, through the cell centre) with the true atoms."""
+    save_figure(depth_section(est, result, truth), out_dir / "depth_section.png")
+
+
+def depth_section(est: Estimates, result: dict[str, Any], truth: Truth) -> Figure:
+    """An x-z section (2 Å thick in y, through the cell centre) with the true atoms, and the
+    traced ones where the volume was traced (else every true atom in it reads as missing)."""
     vol = np.asarray(est["volume"], float).transpose(2, 1, 0)  # [y, x, z]: y is the slab axis
     o = np.asarray(truth.origin, float)
     true = truth.array("truth/positions")[:, [0, 2, 1]]
-    fig = plot_slab_overlay(vol, truth.voxel_size, o[[0, 2, 1]], np.zeros((0, 3)), true,
-                            None, truth.array("truth/numbers"))
+    traced = result.get("_traced")
+    found, labels = (np.zeros((0, 3)), None) if traced is None else (
+        np.asarray(traced["positions"], float).reshape(-1, 3)[:, [0, 2, 1]], traced["labels"])
+    fig = plot_slab_overlay(vol, truth.voxel_size, o[[0, 2, 1]], found, true, labels,
+                            truth.array("truth/numbers"))
     fig.axes[0].set_ylabel("z (Å), along the beam")
     fig.axes[0].set_title("x-z section (2 Å in y)")
-    save_figure(fig, out_dir / "depth_section.png")
+    return fig
 
 
 def score_geometry(est: Estimates, truth: Truth, cfg: ScoringConfig) -> dict[str, Any]:

@@ -163,6 +163,24 @@ def test_traced_atoms_and_fsc_on_a_rendered_volume() -> None:
     assert r["fsc_resolution_A"] == pytest.approx(2 * VOXEL, rel=1e-12)
 
 
+def test_the_depth_section_marks_the_traced_atoms_it_found() -> None:
+    """Every atom of a rendered volume is traced, so the x-z section draws none as missing
+    (it drew every atom as missing when it was not handed the traced ones)."""
+    from experiments.scorers import depth_section
+
+    pos, z = lattice_atoms(jitter=0.3, seed=1)
+    ghosts = np.array([(x, y, 0.0) for x in (-1.5, 1.5) for y in (-1.5, 1.5)])  # non-atoms
+    heights = np.concatenate([np.where(z == AU, 3.0, 1.0), np.full(len(ghosts), 0.25)])
+    vol = render_volume(np.vstack([pos, ghosts]), heights, sigma=0.4)
+    truth = make_truth(truth__positions=pos, truth__numbers=z, truth__potential=vol)
+    r = score(truth, volume=torch.from_numpy(vol))
+    assert r["tp"] == len(z)
+    legend = [t.get_text() for t in depth_section({"volume": vol}, r, truth).axes[0]
+              .get_legend().get_texts()]
+    assert legend[2] == "missing (0)" and legend[1] == "false (0)"
+    assert int(legend[0].split("(")[1].rstrip(")")) > 0
+
+
 def test_fsc_known_crossing_against_a_sign_flipped_truth() -> None:
     """A truth equal to the volume up to shell s0 - 1 and its negative from shell s0 on has
     FSC 1 then -1; the 0.5 crossing, interpolated linearly, lies at shell s0 - 1 + 1/4."""
