@@ -142,11 +142,17 @@ def test_atoms_wrong_species_extra_atom_and_non_atom_label() -> None:
 # --- traced_atoms and fsc on a rendered volume ----------------------------------------------
 
 
-def test_traced_atoms_and_fsc_on_a_rendered_volume() -> None:
+def lattice_with_ghosts() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A jittered Cu/Au lattice rendered with four faint noise maxima (the non-atom class):
+    positions, numbers, the maxima and the volume."""
     pos, z = lattice_atoms(jitter=0.3, seed=1)
-    ghosts = np.array([(x, y, 0.0) for x in (-1.5, 1.5) for y in (-1.5, 1.5)])  # noise maxima
+    ghosts = np.array([(x, y, 0.0) for x in (-1.5, 1.5) for y in (-1.5, 1.5)])
     heights = np.concatenate([np.where(z == AU, 3.0, 1.0), np.full(len(ghosts), 0.25)])
-    vol = render_volume(np.vstack([pos, ghosts]), heights, sigma=0.4)
+    return pos, z, ghosts, render_volume(np.vstack([pos, ghosts]), heights, sigma=0.4)
+
+
+def test_traced_atoms_and_fsc_on_a_rendered_volume() -> None:
+    pos, z, ghosts, vol = lattice_with_ghosts()
     truth = make_truth(truth__positions=pos, truth__numbers=z, truth__potential=vol)
     r = score(truth, volume=torch.from_numpy(vol))
     assert r["status"] == "ok" and r["scorers"] == ["traced_atoms", "fsc", "elongation"]
@@ -168,10 +174,7 @@ def test_the_depth_section_marks_the_traced_atoms_it_found() -> None:
     (it drew every atom as missing when it was not handed the traced ones)."""
     from experiments.scorers import depth_section
 
-    pos, z = lattice_atoms(jitter=0.3, seed=1)
-    ghosts = np.array([(x, y, 0.0) for x in (-1.5, 1.5) for y in (-1.5, 1.5)])  # non-atoms
-    heights = np.concatenate([np.where(z == AU, 3.0, 1.0), np.full(len(ghosts), 0.25)])
-    vol = render_volume(np.vstack([pos, ghosts]), heights, sigma=0.4)
+    pos, z, _, vol = lattice_with_ghosts()
     truth = make_truth(truth__positions=pos, truth__numbers=z, truth__potential=vol)
     r = score(truth, volume=torch.from_numpy(vol))
     assert r["tp"] == len(z)
