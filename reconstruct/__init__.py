@@ -16,7 +16,13 @@ from .fit import (
     nonnegative,
     r_factor,
 )
-from .haadf import DepthDependentInteraction, ddi_adjoint, ddi_forward, depth_probe_kernels
+from .haadf import (
+    DepthDependentInteraction,
+    OpticalDepthKernels,
+    ddi_adjoint,
+    ddi_forward,
+    depth_probe_kernels,
+)
 from .loop import DivergenceError, GroupSettings, History, index_batches, optimize
 from .losses import LOSSES, amplitude_loss, intensity_loss, poisson_nll
 from .multislice import (
@@ -75,7 +81,8 @@ __all__ = [
     "TomoData", "build_geometry", "build_probe", "build_propagator", "cell_centre", "fit",
     "from_dataset", "nonnegative", "r_factor",
     "DepthDependentInteraction", "DivergenceError", "GaussianAtoms", "GroupSettings", "History",
-    "LOSSES", "MixedProbe", "MultislicePtychography", "Propagator", "SlicedObject",
+    "LOSSES", "MixedProbe", "MultislicePtychography", "OpticalDepthKernels", "Propagator",
+    "SlicedObject",
     "TiltSeriesGeometry", "aberration_phase", "amplitude_loss", "antialias_aperture",
     "aperture", "bandlimit", "bandlimit_mask", "bin_slices", "bin_slices_adjoint",
     "crop_center", "crop_center_adjoint", "ddi_adjoint", "ddi_forward", "depth_probe_kernels",

@@ -21,6 +21,7 @@ from .optics import energy2wavelength, fourier_probe, spatial_frequencies
 from .propagation import fresnel_propagator
 
 MODES = ("direct", "rigid", "adaptive")
+PROBE_MODELS = ("pixels", "optics")
 
 
 def depth_probe_kernels(
@@ -73,9 +74,9 @@ def ddi_forward(slices: Tensor, kernels: Tensor | None, kernels_ft: Tensor | Non
     """Depth-dependent interaction: ``[T, n, X, Y]`` slices -> ``[T, X, Y]`` images.
 
     ``kernels``: ``[n, X, Y]`` or ``[T, n, X, Y]`` (unshifted, real), or None for ``p = 1``;
-    ``kernels_ft`` their ``fft2`` if already computed (fixed kernels).
+    ``kernels_ft`` their ``fft2`` if already computed (then ``kernels`` is not read).
     """
-    if kernels is None:
+    if kernels is None and kernels_ft is None:
         return slices.sum(dim=-3)
     ft = torch.fft.fft2(kernels) if kernels_ft is None else kernels_ft
     spectrum = torch.fft.fft2(slices) * ft
@@ -97,32 +98,47 @@ class DepthDependentInteraction(nn.Module):
     ``rigid`` mode, a Parameter (group ``"probe"``) in ``adaptive`` mode, unused in ``direct``.
     """
 
-    def __init__(self, mode: str, kernels: Tensor | None = None) -> None:
+    def __init__(self, mode: str, kernels: Tensor | None = None,
+                 optics: OpticalDepthKernels | None = None) -> None:
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
-        if mode != "direct" and kernels is None:
+        if mode != "direct" and kernels is None and optics is None:
             raise ValueError(f"mode {mode!r} needs probe kernels")
-        self.mode = mode
-        if mode == "adaptive":
+        if optics is not None and mode != "adaptive":
+            raise ValueError("optical kernels are learnable: mode must be 'adaptive'")
+        self.mode, self.optics = mode, optics
+        if mode == "adaptive" and optics is None:
             self.kernels = nn.Parameter(kernels.clone())
         else:
-            self.register_buffer("kernels", None if mode == "direct" else kernels.clone())
+            self.register_buffer("kernels", None if kernels is None else kernels.clone())
         fixed = None if mode != "rigid" else torch.fft.fft2(kernels)
         self.register_buffer("kernels_ft", fixed, persistent=False)
+
+    def probe_parameters(self) -> list[nn.Parameter]:
+        """The learnable probe parameters (group ``probe``): none unless adaptive."""
+        if self.mode != "adaptive":
+            return []
+        return [self.kernels] if self.optics is None else list(self.optics.parameters())
 
     def forward(self, slices: Tensor) -> Tensor:
         """``[T, n, X, Y]`` projected slices -> ``[T, X, Y]`` images."""
         if self.mode == "direct":
             return ddi_forward(slices, None)
+        if self.optics is not None:
+            return ddi_forward(slices, None, self.optics().to(slices.dtype.to_complex()))
         return ddi_forward(slices, self.kernels, self.kernels_ft)
 
 
 def build_interaction(data: TomoData, mode: str, shape: tuple[int, int], pixel: float,
-                      n_slices: int) -> DepthDependentInteraction:
+                      n_slices: int, probe_model: str = "pixels") -> DepthDependentInteraction:
     """The interaction of ``mode``; kernels of the ADF scan's probe (its own defocus when it
     had one) at the slices' centre depths below the cell entrance (where the defocus refers
-    to), integrated over the pixel."""
+    to), integrated over the pixel. Adaptive kernels are free pixels within
+    :func:`kernel_support` (``probe_model`` ``pixels``) or :class:`OpticalDepthKernels`
+    (``optics``: a learnable defocus and per-depth blur)."""
+    if probe_model not in PROBE_MODELS:
+        raise ValueError(f"probe_model must be one of {PROBE_MODELS}, got {probe_model!r}")
     if mode == "direct":
         return DepthDependentInteraction("direct").to(data.device)
     dz = data.volume_shape[0] * data.voxel_size / n_slices
@@ -131,10 +147,50 @@ def build_interaction(data: TomoData, mode: str, shape: tuple[int, int], pixel: 
     aberrations = data.aberrations if data.adf_aberrations is None else data.adf_aberrations
     kernels = depth_probe_kernels(shape, (pixel, pixel), data.energy, data.semiangle, depths,
                                   aberrations, oversample=f)
+    if mode == "adaptive" and probe_model == "optics":
+        optics = OpticalDepthKernels(shape, pixel, data.energy, data.semiangle, depths,
+                                     aberrations, f)
+        return DepthDependentInteraction(mode, kernels.float(), optics).to(data.device)
     interaction = DepthDependentInteraction(mode, kernels.float()).to(data.device)
     if mode == "adaptive":
         interaction.register_buffer("support", kernel_support(kernels, pixel).float())
     return interaction
+
+
+class OpticalDepthKernels(nn.Module):
+    """Adaptive DDI kernels that stay probes: :func:`depth_probe_kernels` at a learnable
+    defocus, each depth's intensity blurred by a learnable Gaussian of standard deviation
+    ``blur [n]`` Å per axis (beam spreading the free-space probe leaves out: scattering in the
+    specimen, source size). ``forward() -> [n, X, Y]`` the kernels' ``fft2`` (unit sum, centred
+    at pixel (0, 0)).
+
+    Parameters (one Adam rate serves both): ``defocus_nm``, the change of the defocus
+    (``-C10``) in nm, positive moving the focus down into the specimen (the kernel at depth
+    ``z`` becomes the free-space one at ``z - 10 defocus_nm``); ``blur`` in Å, starting at
+    ``blur_start`` (0.05 Å: a variance of 0.0025 Å², negligible beside the kernels' ~1 Å²,
+    but off the zero where its gradient vanishes).
+    """
+
+    def __init__(self, shape: tuple[int, int], pixel: float, energy: float, semiangle: float,
+                 depths: Tensor, aberrations: dict | None, oversample: int,
+                 blur_start: float = 0.05) -> None:
+        super().__init__()
+        self.shape, self.pixel, self.energy, self.semiangle = shape, pixel, energy, semiangle
+        self.aberrations, self.oversample = dict(aberrations or {}), oversample
+        self.register_buffer("depths", depths)
+        kx, ky = spatial_frequencies(shape, (pixel, pixel), device=depths.device,
+                                     dtype=depths.dtype)
+        self.register_buffer("q2", kx**2 + ky**2)  # [X, Y] 1/Å²
+        self.defocus_nm = nn.Parameter(torch.zeros((), dtype=depths.dtype, device=depths.device))
+        self.blur = nn.Parameter(torch.full_like(depths, blur_start))
+
+    def forward(self) -> Tensor:
+        c10 = self.aberrations.get("C10", 0.0) - 10 * self.defocus_nm
+        kernels = depth_probe_kernels(self.shape, (self.pixel, self.pixel), self.energy,
+                                      self.semiangle, self.depths,
+                                      {**self.aberrations, "C10": c10}, self.oversample)
+        variance = self.blur.square()[:, None, None]
+        return torch.fft.fft2(kernels) * torch.exp(-2 * math.pi**2 * variance * self.q2)
 
 
 def kernel_support(kernels: Tensor, pixel: float) -> Tensor:

@@ -18,6 +18,7 @@ from torch import Tensor
 from reconstruct import (
     DepthDependentInteraction,
     GaussianAtoms,
+    OpticalDepthKernels,
     TiltSeriesGeometry,
     bin_slices,
     bin_slices_adjoint,
@@ -159,6 +160,21 @@ def _ddi_adaptive() -> Case:
         return torch.func.functional_call(module, {"kernels": k}, (s,))
 
     return Case(forward, (randn(2, 3, 8, 8), kernels))
+
+
+@register("ddi-optical_kernels", DepthDependentInteraction, OpticalDepthKernels, ddi_forward)
+def _ddi_optical() -> Case:
+    """The adaptive DDI with optical kernels wrt the slices, the defocus change and the blur."""
+    depths = torch.tensor([2.0, 6.0, 10.0], dtype=F64)
+    optics = OpticalDepthKernels((8, 8), 0.3, 300e3, 0.025, depths, {"C10": -5.0}, 1)
+    module = DepthDependentInteraction("adaptive", None, optics)
+
+    def forward(s: Tensor, defocus_nm: Tensor, blur: Tensor) -> Tensor:
+        params = {"optics.defocus_nm": defocus_nm, "optics.blur": blur}
+        return torch.func.functional_call(module, params, (s,))
+
+    return Case(forward, (randn(2, 3, 8, 8), torch.tensor(0.3, dtype=F64),
+                          torch.tensor([0.1, 0.2, 0.3], dtype=F64)))
 
 
 # --- Gaussian atoms -------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from reconstruct import (
     GroupSettings,
     MixedProbe,
     MultislicePtychography,
+    OpticalDepthKernels,
     Propagator,
     SlicedObject,
     TiltSeriesGeometry,
@@ -68,6 +69,12 @@ def test_pure_functions_preserve_dtype_and_device(device, real, cplx):
     assert_on(kernels, device, real)
     ddi = DepthDependentInteraction("rigid", kernels).to(device)
     assert_on(ddi(torch.rand(3, 2, 8, 8, device=device, dtype=real)), device, real)
+    optics = OpticalDepthKernels((8, 8), SAMPLING[0], ENERGY, 0.03, depths, None, 1)
+    adaptive = DepthDependentInteraction("adaptive", None, optics).to(device)
+    out = adaptive(torch.rand(3, 2, 8, 8, device=device, dtype=real))
+    assert_on(out, device, real)
+    out.sum().backward()
+    assert_on(optics.defocus_nm.grad, device, real)
 
 
 def _ptycho(device: str, real: torch.dtype) -> MultislicePtychography:

@@ -5,7 +5,11 @@ with per-tilt drifts (u_j, v_j) (group ``shifts``). Tilt ``j``'s image is the su
 of the probe intensity at the slice's depth convolved with the slice's projection (eq. 4,
 shared :class:`DepthDependentInteraction`), sampled at the scan positions. ``interaction``:
 ``direct`` (p = 1), ``rigid`` (probes of the microscope parameters through depth, eqs. 7-10,
-fixed) or ``adaptive`` (the same, then optimised). Data are normalised by eq. 6, the loss is
+fixed) or ``adaptive`` (the same, then optimised). The adaptive probes stay probes by default
+(``probe_model: optics``, :class:`reconstruct.haadf.OpticalDepthKernels`): a learnable
+defocus and a per-depth Gaussian blur, 1 + n parameters, recorded in ``info``; ``pixels``
+frees every kernel pixel within a support instead (n X Y parameters, which at 8 tilts fit the
+data better but place the atoms worse). Data are normalised by eq. 6, the loss is
 eq. 5's mean square, the quality eq. 11's R-factor (computed by :func:`fit`).
 
 Initialisation (``init``):
@@ -47,7 +51,7 @@ from reconstruct.atoms import (
 )
 from reconstruct.data import TomoData
 from reconstruct.fit import Problem, fit
-from reconstruct.haadf import MODES, DepthDependentInteraction, build_interaction
+from reconstruct.haadf import MODES, PROBE_MODELS, DepthDependentInteraction, build_interaction
 from reconstruct.loop import GroupSettings, History, index_batches
 from reconstruct.optics import energy2wavelength
 from reconstruct.result import AtomsEstimate, Reconstruction
@@ -64,8 +68,9 @@ MERGE = 0.75  # merge radius in units of min_distance (no two atoms are closer t
 class LOTConfig:
     """LOT parameters. Lengths in Å, ``width`` B in Å**2. Learning rates (Adam, per
     iteration): ``position_lr`` Å, ``height_lr`` in log H pi B, ``width_lr`` in log B,
-    ``shift_lr`` Å (0 = fixed); ``probe_lr`` is the kernels' first line-search step (0 =
-    fixed, i.e. rigid). All but the probe's fall
+    ``shift_lr`` Å (0 = fixed); ``probe_lr`` is the pixel kernels' first line-search step (0 =
+    fixed, i.e. rigid); ``optics_lr`` the optical kernels' Adam rate (defocus in nm, blur in
+    Å; ``probe_model`` ``optics`` | ``pixels``). All but the pixel kernels' fall
     geometrically to ``lr_decay`` times their start over the refinement (fast first steps,
     precise last ones). ``pixel`` is the rendering pixel (0: see :func:`render_grid`);
     ``tilt_batch`` tilts per update (0 = all)."""
@@ -88,6 +93,8 @@ class LOTConfig:
     lr_decay: float = 0.3
     shift_lr: float = 0.0
     probe_lr: float = 1.0
+    probe_model: str = "optics"
+    optics_lr: float = 0.2
     probe_start: int = 20
     tilt_batch: int = 0
     species: list[int] = field(default_factory=list)
@@ -125,7 +132,7 @@ class LocalOrbitalTomography(nn.Module):
         groups = {"atoms": [a.positions], "heights": [heights], "widths": [a.log_widths],
                   "shifts": [self.shifts]}
         if self.interaction.mode == "adaptive":
-            groups["probe"] = [self.interaction.kernels]
+            groups["probe"] = self.interaction.probe_parameters()
         return groups
 
     def images(self, tilts: Tensor) -> Tensor:
@@ -159,7 +166,7 @@ def _stage(model: LocalOrbitalTomography, target: Tensor, cfg: LOTConfig, iterat
             m.atoms.heights.clamp_(min=0.0)
         m.atoms.log_widths.clamp_(min=narrowest, max=widest)
         m.shifts.sub_(m.shifts.mean(0))
-        if m.interaction.mode == "adaptive":
+        if m.interaction.mode == "adaptive" and m.interaction.optics is None:
             k = m.interaction.kernels.clamp_(min=0.0).mul_(m.interaction.support)
             k.div_(k.sum((-2, -1), keepdim=True).clamp_min(1e-30))
 
@@ -187,7 +194,10 @@ def _settings(cfg: LOTConfig, model: LocalOrbitalTomography, heights_only: bool,
            "widths": GroupSettings(cfg.width_lr * decay**offset, lr_decay=decay)}
     if cfg.shift_lr > 0:
         out["shifts"] = GroupSettings(cfg.shift_lr * decay**offset, lr_decay=decay)
-    if cfg.interaction == "adaptive" and cfg.probe_lr > 0:  # gradient steps, line search:
+    if cfg.interaction == "adaptive" and cfg.probe_model == "optics" and cfg.optics_lr > 0:
+        out["probe"] = GroupSettings(cfg.optics_lr * decay**offset, lr_decay=decay,
+                                     start_iter=max(cfg.probe_start - offset, 0))
+    elif cfg.interaction == "adaptive" and cfg.probe_lr > 0:  # gradient steps, line search:
         # Adam's per-pixel steps would lift the kernels' faint tails as much as their cores
         out["probe"] = GroupSettings(cfg.probe_lr, optimizer="line_search",
                                      start_iter=max(cfg.probe_start - offset, 0))
@@ -277,7 +287,8 @@ def run_lot(data: TomoData, cfg: LOTConfig, seed: int, progress: bool) -> Recons
     prune halfway, refine, then assign species from ``H pi B``."""
     target = normalise_series(data.haadf.reshape(data.n_tilts, -1))
     pixel, shape, n_slices = render_grid(data, cfg)
-    interaction = build_interaction(data, cfg.interaction, shape, pixel, n_slices)
+    interaction = build_interaction(data, cfg.interaction, shape, pixel, n_slices,
+                                    cfg.probe_model)
     pos = initial_atoms(data, target, cfg)
     ones = torch.ones(len(pos), device=data.device)
     grid = cfg.init == "grid" and cfg.init_iterations > 0
@@ -314,6 +325,9 @@ def _result(model: LocalOrbitalTomography, stages: list[Reconstruction], counts:
     last = stages[-1]
     info = {"orbitals_per_stage": counts, "interaction": cfg.interaction,
             "final_loss": last.info.get("final_loss")}
+    if (optics := model.interaction.optics) is not None:  # the refined optics, recorded
+        info["probe_defocus_change_A"] = 10 * float(optics.defocus_nm.detach())
+        info["probe_blur_A"] = optics.blur.detach().abs().cpu().tolist()
     history = _join(stages)
     return Reconstruction(
         history=history, r_factor=last.r_factor,
@@ -322,7 +336,8 @@ def _result(model: LocalOrbitalTomography, stages: list[Reconstruction], counts:
 
 
 def _check_lot(cfg: LOTConfig) -> None:
-    choices = {"interaction": (cfg.interaction, MODES), "init": (cfg.init, INITS)}
+    choices = {"interaction": (cfg.interaction, MODES), "init": (cfg.init, INITS),
+               "probe_model": (cfg.probe_model, PROBE_MODELS)}
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"algorithm.{key}", value, f"one of {list(allowed)}")
@@ -330,7 +345,8 @@ def _check_lot(cfg: LOTConfig) -> None:
         if not getattr(cfg, key) > 0:
             raise ConfigError(f"algorithm.{key}", getattr(cfg, key), "a value > 0")
     for key in ("init_iterations", "pixel", "tilt_batch", "position_lr", "height_lr",
-                "width_lr", "shift_lr", "probe_lr", "probe_start", "hull_threshold"):
+                "width_lr", "shift_lr", "probe_lr", "optics_lr", "probe_start",
+                "hull_threshold"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"algorithm.{key}", getattr(cfg, key), "a value >= 0")
     if not 0 < cfg.lr_decay <= 1:
