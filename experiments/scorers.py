@@ -34,13 +34,20 @@ from metrics import (
     columns_from_atoms,
     fourier_shell_correlation,
     integrated_intensity,
+    matched_deviations,
     peak_elongation,
     score_atoms,
     tilt_error_mrad,
     trace_atoms,
     vibration_spread,
 )
-from metrics.figures import plot_fsc, plot_intensity_histogram, plot_slab_overlay, plot_tilt_map
+from metrics.figures import (
+    plot_deviation_histogram,
+    plot_fsc,
+    plot_intensity_histogram,
+    plot_slab_overlay,
+    plot_tilt_map,
+)
 
 ATOMS_TRUTH = ("truth/positions", "truth/numbers")
 ATOM_COLUMNS = ("rmsd_pm", "rmsd_offset_removed_pm", "tracing_error", "classification_rate",
@@ -53,15 +60,23 @@ ATOM_LABELS = {"rmsd_pm": "RMSD (pm)", "rmsd_offset_removed_pm": "RMSD, offset r
 def atom_scores(positions: np.ndarray, numbers: np.ndarray, truth: Truth,
                 cfg: ScoringConfig) -> dict[str, Any]:
     """Match atoms ``positions [N, 3]`` Å of species ``numbers [N]`` (0 = not an atom) to the
-    true atoms; headline scores, ``recall_<symbol>`` per true species and the full ``scores``."""
-    true_z = truth.array("truth/numbers")
-    scores = score_atoms(positions, truth.array("truth/positions"), numbers, true_z,
-                         r_match=cfg.r_match).to_dict()
+    true atoms; headline scores, ``recall_<symbol>`` per true species, the full ``scores``
+    and (for the figure, not stored) the matched pairs' deviations ``_deviations [K, 3]`` Å."""
+    true_z, true_pos = truth.array("truth/numbers"), truth.array("truth/positions")
+    scores = score_atoms(positions, true_pos, numbers, true_z, r_match=cfg.r_match).to_dict()
     out = {k: scores[k] for k in ("rmsd_pm", "rmsd_offset_removed_pm", "tracing_error",
                                   "classification_rate", "tp", "fp", "fn", "n_true")}
     for z in np.unique(true_z):
         out[f"recall_{chemical_symbols[int(z)]}"] = scores["per_species"][str(int(z))]["recall"]
-    return out | {"scores": scores}
+    deviations = matched_deviations(positions, true_pos, numbers, r_match=cfg.r_match)
+    return out | {"scores": scores, "_deviations": deviations}
+
+
+def deviation_figure(out_dir: Path, est: Estimates, result: dict[str, Any], truth: Truth
+                     ) -> None:
+    """The matched atoms' deviations from the truth (paper 004 Fig. 4): ``deviations.png``."""
+    if len(result["_deviations"]) and result["_deviations"].shape[1] == 3:
+        save_figure(plot_deviation_histogram(result["_deviations"]), out_dir / "deviations.png")
 
 
 def score_traced(est: Estimates, truth: Truth, cfg: ScoringConfig) -> dict[str, Any]:
@@ -93,6 +108,7 @@ def traced_figures(out_dir: Path, est: Estimates, result: dict[str, Any], truth:
     save_figure(plot_slab_overlay(est["volume"], truth.voxel_size, truth.origin,
                                   traced["positions"], truth.array("truth/positions"),
                                   traced["labels"], true_z), out_dir / "slab.png")
+    deviation_figure(out_dir, est, result, truth)
 
 
 def score_atoms_directly(est: Estimates, truth: Truth, cfg: ScoringConfig) -> dict[str, Any]:
@@ -226,8 +242,8 @@ def score_vibration(est: Estimates, truth: Truth, cfg: ScoringConfig) -> dict[st
 for _scorer in (
     Scorer("traced_atoms", "volume", ATOMS_TRUTH, score_traced, ATOM_COLUMNS, traced_figures,
            ATOM_LABELS, rank_by="rmsd_pm"),
-    Scorer("atoms", "atoms", ATOMS_TRUTH, score_atoms_directly, ATOM_COLUMNS, None, ATOM_LABELS,
-           rank_by="rmsd_pm"),
+    Scorer("atoms", "atoms", ATOMS_TRUTH, score_atoms_directly, ATOM_COLUMNS, deviation_figure,
+           ATOM_LABELS, rank_by="rmsd_pm"),
     Scorer("fsc", "volume", ("truth/potential",), score_fsc, ("fsc_resolution_A",), fsc_figure,
            {"fsc_resolution_A": "FSC 0.5 (Å)"}),
     Scorer("elongation", "volume", ATOMS_TRUTH, score_elongation,

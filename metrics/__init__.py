@@ -32,6 +32,7 @@ from metrics.matching import (
     match_atoms,
     match_atoms_dense,
     match_status,
+    matched_deviations,
     score_atoms,
 )
 from metrics.resolution import (
@@ -74,6 +75,7 @@ __all__ = [
     "match_atoms",
     "match_atoms_dense",
     "match_status",
+    "matched_deviations",
     "matrix_to_euler",
     "one_bit_threshold",
     "pixel_to_angstrom",

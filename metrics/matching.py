@@ -321,3 +321,23 @@ def match_status(
     true_status = np.full(len(b), "missing", dtype=object)
     true_status[m.true_index] = "found"
     return traced_status, true_status
+
+
+def matched_deviations(
+    traced_positions: ArrayLike,
+    true_positions: ArrayLike,
+    traced_labels: ArrayLike | None = None,
+    *,
+    r_match: float = 1.0,
+    non_atom_label: int = 0,
+) -> np.ndarray:
+    """Displacements ``traced - true`` ``[K, d]`` in Å of the K matched pairs (paper 004
+    Fig. 4), in the order of the true atoms; traced atoms labelled ``non_atom_label`` are
+    dropped first, as :func:`score_atoms` does, so the RMS of their norms is its RMSD."""
+    a = check_points("traced_positions", traced_positions)
+    b = check_points("true_positions", true_positions)
+    tl = _check_labels("traced_labels", traced_labels, len(a))
+    if tl is not None:
+        a = a[tl != non_atom_label]
+    m = match_atoms(a, b, r_match)
+    return a[m.traced_index] - b[m.true_index]

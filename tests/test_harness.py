@@ -94,7 +94,7 @@ def test_every_experiment_preset_runs(experiment, tmp_path, sim_cache):
         assert (job / "estimates.npz").is_file() and 0 <= df.loc[0, "r_factor"] < 1
         return
     assert 0.0 <= df.loc[0, "tracing_error"] and df.loc[0, "n_true"] > 0
-    for name in ("volume.npy", "slab.png"):
+    for name in ("volume.npy", "slab.png", "deviations.png"):
         assert (job / name).is_file(), name
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from metrics.figures import (
     plot_column_scatter,
+    plot_deviation_histogram,
     plot_fsc,
     plot_intensity_histogram,
     plot_slab_overlay,
@@ -34,6 +35,20 @@ def test_slab_overlay_counts_true_false_missing(tmp_path: Path) -> None:
     assert _legend_texts(fig) == ["true (2)", "false (2)", "missing (1)"]
     with pytest.raises(ValueError, match="selects no slice"):
         plot_slab_overlay(vol, 0.4, (0, 0, 0), traced, true, z_center=100.0)
+
+
+def test_deviation_histogram_quotes_the_rmsd_and_the_components(tmp_path: Path) -> None:
+    dev = np.zeros((4, 3))
+    dev[:, 2] = [0.1, -0.1, 0.1, -0.1]  # 10 pm along z only
+    dev[0, 0] = 0.2  # one atom also 20 pm along x
+    path = tmp_path / "deviations.png"
+    fig = plot_deviation_histogram(dev, path=path)
+    assert path.stat().st_size > 1000
+    assert fig.axes[0].get_title() == "4 matched atoms, RMSD 14.1 pm"  # sqrt((4 x 10² + 20²) / 4)
+    assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == [
+        "Δx (rms 10.0 pm)", "Δy (rms 0.0 pm)", "Δz (rms 10.0 pm)"]
+    with pytest.raises(ValueError, match=r"\[K, 3\]"):
+        plot_deviation_histogram(dev[:, :2])
 
 
 def test_histogram_fsc_and_scatter_save(tmp_path: Path) -> None:

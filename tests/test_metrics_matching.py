@@ -5,7 +5,13 @@ import json
 import numpy as np
 import pytest
 
-from metrics.matching import match_atoms, match_atoms_dense, match_status, score_atoms
+from metrics.matching import (
+    match_atoms,
+    match_atoms_dense,
+    match_status,
+    matched_deviations,
+    score_atoms,
+)
 from metrics.synthetic import random_atoms
 
 
@@ -68,6 +74,25 @@ def test_tracing_error_counts_removed_and_spurious(k: int, m: int) -> None:
     assert (s.tp, s.fp, s.fn) == (len(pos) - k, m, k)
     assert s.tracing_error == (k + m) / len(pos)
     assert s.classification_rate == (len(pos) - k) / len(pos)
+
+
+def test_matched_deviations_are_the_displacements_scored() -> None:
+    """Known per-atom displacements come back pair by pair (in the true atoms' order), a
+    spurious atom, a non-atom and a missing atom are left out, and the RMS of the norms is
+    score_atoms' RMSD."""
+    rng = np.random.default_rng(4)
+    true = random_atoms(30, (12.0, 12.0, 12.0), 2.5, rng)
+    offsets = rng.normal(0, 0.08, true.shape)
+    traced = true + offsets
+    order = rng.permutation(len(true))[:-1]  # shuffled; the true atom order[-1] is missing
+    missing = np.setdiff1d(np.arange(len(true)), order)
+    extra = np.array([[30.0, 30.0, 30.0], true[missing[0]] + 0.01])  # spurious, non-atom
+    pos = np.concatenate([traced[order], extra])
+    labels = np.r_[np.ones(len(order), int), 1, 0]
+    dev = matched_deviations(pos, true, labels, r_match=1.0)
+    np.testing.assert_allclose(dev, np.delete(offsets, missing, axis=0), atol=1e-12)
+    rmsd = score_atoms(pos, true, labels, r_match=1.0).rmsd_pm
+    assert np.sqrt(np.mean(np.sum(dev**2, axis=1))) * 100 == pytest.approx(rmsd, rel=1e-12)
 
 
 def test_invariant_to_reordering() -> None:
