@@ -54,7 +54,7 @@ def measure(n_atoms: int, n_tilts: int, mode: str, device: str, repeat: int) -> 
     truth = _atoms(n_atoms).to(device)
     _, cfg = variant_params({"name": "lot", "interaction": mode})
     pixel, shape, n_slices = lot.render_grid(data, cfg)
-    inter = build_interaction(data, mode, shape, pixel, n_slices)
+    inter = build_interaction(data, mode, shape, pixel, n_slices, cfg.probe_model)
     ones = torch.ones(len(truth), device=device)
     model = lot.build_lot_model(data, cfg, truth, ones, ones * 0.3, inter, None)
     tilts = torch.arange(n_tilts, device=device)

@@ -44,17 +44,40 @@ def depth_probe_kernels(
     than the intensity's band limit ``lambda / (4 alpha)`` does not alias it;
     :func:`kernel_oversampling` gives the factor that avoids aliasing.
     """
+    fine = fine_probe(shape, sampling, energy, semiangle_cutoff, aberrations, oversample,
+                      depths.device, depths.dtype)
+    return probe_intensities(*fine, energy2wavelength(energy), depths, shape, oversample)
+
+
+def fine_probe(shape: tuple[int, int], sampling: tuple[float, float], energy: float,
+               semiangle_cutoff: float, aberrations: dict | None, oversample: int,
+               device: torch.device | str | None, dtype: torch.dtype
+               ) -> tuple[Tensor, Tensor, Tensor]:
+    """The Fourier probe ``[fX, fY]`` and its frequencies ``kx [fX, 1]``, ``ky [1, fY]`` on
+    the ``oversample`` (odd) times finer grid of :func:`depth_probe_kernels`."""
     if oversample < 1 or oversample % 2 == 0:
         raise ValueError(f"oversample must be an odd integer >= 1, got {oversample}")
-    f, rdtype = oversample, depths.dtype
+    f = oversample
     fine, fine_sampling = (shape[0] * f, shape[1] * f), (sampling[0] / f, sampling[1] / f)
-    psi_k = fourier_probe(
-        fine, fine_sampling, energy, semiangle_cutoff, aberrations, device=depths.device,
-        dtype=rdtype,
-    )
-    kx, ky = spatial_frequencies(fine, fine_sampling, device=depths.device, dtype=rdtype)
-    prop = fresnel_propagator(kx, ky, energy2wavelength(energy), depths)
-    intensity = torch.fft.ifft2(psi_k * prop).abs() ** 2
+    psi_k = fourier_probe(fine, fine_sampling, energy, semiangle_cutoff, aberrations,
+                          device=device, dtype=dtype)
+    kx, ky = spatial_frequencies(fine, fine_sampling, device=device, dtype=dtype)
+    return psi_k, kx, ky
+
+
+def probe_intensities(psi_k: Tensor, kx: Tensor, ky: Tensor, wavelength: float, depths: Tensor,
+                      shape: tuple[int, int], oversample: int) -> Tensor:
+    """Unit-sum intensities ``[n, X, Y]`` of the fine probe ``psi_k`` (:func:`fine_probe`)
+    propagated to ``depths [n]`` Å, each fine block integrated over its output pixel."""
+    return fine_intensities(psi_k * fresnel_propagator(kx, ky, wavelength, depths), shape,
+                            oversample)
+
+
+def fine_intensities(waves_k: Tensor, shape: tuple[int, int], oversample: int) -> Tensor:
+    """Unit-sum intensities ``[n, X, Y]`` of the fine Fourier-space waves ``[n, fX, fY]``,
+    each ``oversample``-block (centred on its output pixel) summed."""
+    f = oversample
+    intensity = torch.fft.ifft2(waves_k).abs() ** 2
     if f > 1:  # block [i f - f//2, i f + f//2] integrates output pixel i (centre at 0)
         intensity = torch.roll(intensity, (f // 2, f // 2), dims=(-2, -1))
         intensity = intensity.reshape(-1, shape[0], f, shape[1], f).sum((-3, -1))
@@ -96,6 +119,8 @@ class DepthDependentInteraction(nn.Module):
 
     ``kernels [n, X, Y]`` (or ``[T, n, X, Y]``) from :func:`depth_probe_kernels`; a buffer in
     ``rigid`` mode, a Parameter (group ``"probe"``) in ``adaptive`` mode, unused in ``direct``.
+    With ``optics`` (adaptive only) the kernels come from :class:`OpticalDepthKernels`, whose
+    parameters are the probe group, and ``kernels`` is only kept as the rigid start.
     """
 
     def __init__(self, mode: str, kernels: Tensor | None = None,
@@ -131,7 +156,7 @@ class DepthDependentInteraction(nn.Module):
 
 
 def build_interaction(data: TomoData, mode: str, shape: tuple[int, int], pixel: float,
-                      n_slices: int, probe_model: str = "pixels") -> DepthDependentInteraction:
+                      n_slices: int, probe_model: str = "optics") -> DepthDependentInteraction:
     """The interaction of ``mode``; kernels of the ADF scan's probe (its own defocus when it
     had one) at the slices' centre depths below the cell entrance (where the defocus refers
     to), integrated over the pixel. Adaptive kernels are free pixels within
@@ -148,7 +173,7 @@ def build_interaction(data: TomoData, mode: str, shape: tuple[int, int], pixel: 
     kernels = depth_probe_kernels(shape, (pixel, pixel), data.energy, data.semiangle, depths,
                                   aberrations, oversample=f)
     if mode == "adaptive" and probe_model == "optics":
-        optics = OpticalDepthKernels(shape, pixel, data.energy, data.semiangle, depths,
+        optics = OpticalDepthKernels(shape, pixel, data.energy, data.semiangle, depths.float(),
                                      aberrations, f)
         return DepthDependentInteraction(mode, kernels.float(), optics).to(data.device)
     interaction = DepthDependentInteraction(mode, kernels.float()).to(data.device)
@@ -175,20 +200,25 @@ class OpticalDepthKernels(nn.Module):
                  depths: Tensor, aberrations: dict | None, oversample: int,
                  blur_start: float = 0.05) -> None:
         super().__init__()
-        self.shape, self.pixel, self.energy, self.semiangle = shape, pixel, energy, semiangle
-        self.aberrations, self.oversample = dict(aberrations or {}), oversample
-        self.register_buffer("depths", depths)
-        kx, ky = spatial_frequencies(shape, (pixel, pixel), device=depths.device,
+        self.shape, self.oversample = shape, oversample
+        self.wavelength = energy2wavelength(energy)
+        psi_k, kx, ky = fine_probe(shape, (pixel, pixel), energy, semiangle, aberrations,
+                                   oversample, depths.device, depths.dtype)
+        # the fine waves at each depth, [n, fX, fY] (a defocus change multiplies them all by
+        # one propagator), and the fine frequencies for that propagator
+        waves = psi_k * fresnel_propagator(kx, ky, self.wavelength, depths)
+        for name, value in (("waves", waves), ("kx", kx), ("ky", ky)):
+            self.register_buffer(name, value)
+        qx, qy = spatial_frequencies(shape, (pixel, pixel), device=depths.device,
                                      dtype=depths.dtype)
-        self.register_buffer("q2", kx**2 + ky**2)  # [X, Y] 1/Å²
+        self.register_buffer("q2", qx**2 + qy**2)  # [X, Y] 1/Å²
         self.defocus_nm = nn.Parameter(torch.zeros((), dtype=depths.dtype, device=depths.device))
         self.blur = nn.Parameter(torch.full_like(depths, blur_start))
 
     def forward(self) -> Tensor:
-        c10 = self.aberrations.get("C10", 0.0) - 10 * self.defocus_nm
-        kernels = depth_probe_kernels(self.shape, (self.pixel, self.pixel), self.energy,
-                                      self.semiangle, self.depths,
-                                      {**self.aberrations, "C10": c10}, self.oversample)
+        # a defocus change D is a propagation by -D (the C10 phase is the Fresnel phase)
+        shift = fresnel_propagator(self.kx, self.ky, self.wavelength, -10 * self.defocus_nm)
+        kernels = fine_intensities(self.waves * shift, self.shape, self.oversample)
         variance = self.blur.square()[:, None, None]
         return torch.fft.fft2(kernels) * torch.exp(-2 * math.pi**2 * variance * self.q2)
 

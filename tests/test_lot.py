@@ -132,6 +132,7 @@ def test_merge_orbitals_keeps_integrals_and_centroids():
 
 
 @pytest.mark.parametrize("key,value", [("interaction", "dipole"), ("init", "random"),
+                                       ("probe_model", "zernike"), ("optics_lr", -0.1),
                                        ("d_est", 0.0), ("prune_fraction", 1.0),
                                        ("species", [0])])
 def test_bad_lot_parameters_are_refused_by_name(key, value):
