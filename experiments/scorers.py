@@ -75,7 +75,7 @@ def atom_scores(positions: np.ndarray, numbers: np.ndarray, truth: Truth,
 def deviation_figure(out_dir: Path, est: Estimates, result: dict[str, Any], truth: Truth
                      ) -> None:
     """The matched atoms' deviations from the truth (paper 004 Fig. 4): ``deviations.png``."""
-    if len(result["_deviations"]) and result["_deviations"].shape[1] == 3:
+    if len(result["_deviations"]):
         save_figure(plot_deviation_histogram(result["_deviations"]), out_dir / "deviations.png")
 
 

@@ -46,7 +46,9 @@ def depth_probe_kernels(
     """
     fine = fine_probe(shape, sampling, energy, semiangle_cutoff, aberrations, oversample,
                       depths.device, depths.dtype)
-    return probe_intensities(*fine, energy2wavelength(energy), depths, shape, oversample)
+    psi_k, kx, ky = fine
+    waves = psi_k * fresnel_propagator(kx, ky, energy2wavelength(energy), depths)
+    return fine_intensities(waves, shape, oversample)
 
 
 def fine_probe(shape: tuple[int, int], sampling: tuple[float, float], energy: float,
@@ -63,14 +65,6 @@ def fine_probe(shape: tuple[int, int], sampling: tuple[float, float], energy: fl
                           device=device, dtype=dtype)
     kx, ky = spatial_frequencies(fine, fine_sampling, device=device, dtype=dtype)
     return psi_k, kx, ky
-
-
-def probe_intensities(psi_k: Tensor, kx: Tensor, ky: Tensor, wavelength: float, depths: Tensor,
-                      shape: tuple[int, int], oversample: int) -> Tensor:
-    """Unit-sum intensities ``[n, X, Y]`` of the fine probe ``psi_k`` (:func:`fine_probe`)
-    propagated to ``depths [n]`` Å, each fine block integrated over its output pixel."""
-    return fine_intensities(psi_k * fresnel_propagator(kx, ky, wavelength, depths), shape,
-                            oversample)
 
 
 def fine_intensities(waves_k: Tensor, shape: tuple[int, int], oversample: int) -> Tensor:
@@ -119,8 +113,8 @@ class DepthDependentInteraction(nn.Module):
 
     ``kernels [n, X, Y]`` (or ``[T, n, X, Y]``) from :func:`depth_probe_kernels`; a buffer in
     ``rigid`` mode, a Parameter (group ``"probe"``) in ``adaptive`` mode, unused in ``direct``.
-    With ``optics`` (adaptive only) the kernels come from :class:`OpticalDepthKernels`, whose
-    parameters are the probe group, and ``kernels`` is only kept as the rigid start.
+    With ``optics`` (adaptive only, ``kernels`` None) the kernels come from
+    :class:`OpticalDepthKernels`, whose parameters are the probe group.
     """
 
     def __init__(self, mode: str, kernels: Tensor | None = None,
@@ -170,12 +164,12 @@ def build_interaction(data: TomoData, mode: str, shape: tuple[int, int], pixel: 
     depths = (torch.arange(n_slices, device=data.device, dtype=torch.float64) + 0.5) * dz
     f = kernel_oversampling(pixel, data.energy, data.semiangle)
     aberrations = data.aberrations if data.adf_aberrations is None else data.adf_aberrations
-    kernels = depth_probe_kernels(shape, (pixel, pixel), data.energy, data.semiangle, depths,
-                                  aberrations, oversample=f)
     if mode == "adaptive" and probe_model == "optics":
         optics = OpticalDepthKernels(shape, pixel, data.energy, data.semiangle, depths.float(),
                                      aberrations, f)
-        return DepthDependentInteraction(mode, kernels.float(), optics).to(data.device)
+        return DepthDependentInteraction(mode, None, optics).to(data.device)
+    kernels = depth_probe_kernels(shape, (pixel, pixel), data.energy, data.semiangle, depths,
+                                  aberrations, oversample=f)
     interaction = DepthDependentInteraction(mode, kernels.float()).to(data.device)
     if mode == "adaptive":
         interaction.register_buffer("support", kernel_support(kernels, pixel).float())

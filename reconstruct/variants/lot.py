@@ -194,10 +194,11 @@ def _settings(cfg: LOTConfig, model: LocalOrbitalTomography, heights_only: bool,
            "widths": GroupSettings(cfg.width_lr * decay**offset, lr_decay=decay)}
     if cfg.shift_lr > 0:
         out["shifts"] = GroupSettings(cfg.shift_lr * decay**offset, lr_decay=decay)
-    if cfg.interaction == "adaptive" and cfg.probe_model == "optics" and cfg.optics_lr > 0:
+    optics = cfg.probe_model == "optics"
+    if cfg.interaction == "adaptive" and optics and cfg.optics_lr > 0:
         out["probe"] = GroupSettings(cfg.optics_lr * decay**offset, lr_decay=decay,
                                      start_iter=max(cfg.probe_start - offset, 0))
-    elif cfg.interaction == "adaptive" and cfg.probe_lr > 0:  # gradient steps, line search:
+    elif cfg.interaction == "adaptive" and not optics and cfg.probe_lr > 0:  # line search:
         # Adam's per-pixel steps would lift the kernels' faint tails as much as their cores
         out["probe"] = GroupSettings(cfg.probe_lr, optimizer="line_search",
                                      start_iter=max(cfg.probe_start - offset, 0))
