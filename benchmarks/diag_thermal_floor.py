@@ -5,7 +5,8 @@ Takes a static dataset (one MD snapshot, ``sample.static_snapshot=0``) and its t
 *true* potentials on the reconstruction grid (the truth voxel), with the R-factor of
 CONVENTIONS (``sum |I_obs - I_cal| / sum I_obs``):
 
-- floor: R(F(V_0), static data), the best that a single object on this grid can do;
+- floor: R(F(V_0), static data), the misfit of the true potential on this grid (a fitted
+  object can absorb part of it);
 - thermal incoherent: R(F(mean_k V_k), mean_k F(V_k)), what the extra object states of the
   mixed-object model can explain beyond one object, in the model's own terms;
 - R(mean_k F(V_k), thermal data): the floor of an exact incoherent sum of the true snapshots;
@@ -27,22 +28,26 @@ from ase import Atoms
 
 from experiments.importer import default_cache_dir
 from metrics.columns import r_factor
-from reconstruct.data import from_dataset
+from reconstruct.data import TomoData, from_dataset
 from reconstruct.variants.base import variant_params
 from reconstruct.variants.ptycho import build_model
 from simulate.config import NoiseConfig, PotentialConfig, SimulationConfig, TruthConfig
-from simulate.store import open_dataset
+from simulate.models.registry import build_model as build_sample
+from simulate.store import Dataset, open_dataset
 from simulate.tiltseries import truth_potential
 
 
 def slices(volume: np.ndarray, n_slices: int, dz: float) -> torch.Tensor:
-    """``[Z, X, Y]`` V -> ``[S, X, Y]`` V Å, voxels split as evenly as the count allows."""
+    """``[Z, X, Y]`` V -> ``[S, X, Y]`` V Å, voxels split as evenly as the count allows.
+
+    Not :func:`reconstruct.tomography.bin_slices`, which needs ``S`` to divide ``Z``: the
+    commensurate Σ9 grids have prime depths (31, 61 voxels)."""
     edges = np.linspace(0, volume.shape[0], n_slices + 1).round().astype(int)
     out = [volume[a:b].sum(0) * dz for a, b in zip(edges[:-1], edges[1:], strict=True)]
     return torch.tensor(np.stack(out), dtype=torch.float32)
 
 
-def forward(data, volume: np.ndarray, n_slices: int) -> torch.Tensor:
+def forward(data: TomoData, volume: np.ndarray, n_slices: int) -> torch.Tensor:
     """Intensities ``[K, kx, ky]`` of projection 0 of ``data`` through ``volume`` (V)."""
     _, cfg = variant_params({"name": "fpp", "n_slices": n_slices, "post_align": False})
     model = build_model(data, cfg)
@@ -51,18 +56,20 @@ def forward(data, volume: np.ndarray, n_slices: int) -> torch.Tensor:
     return torch.cat([model(chunk) for chunk in idx.split(256)])
 
 
-def snapshot_volumes(ds, data) -> list[np.ndarray]:
-    """The truth-voxel potential ``[Z, X, Y]`` (V) of each stored MD snapshot of ``ds``."""
-    nz, nx, ny = data.volume_shape
-    v = data.voxel_size
-    cfg = SimulationConfig(truth=TruthConfig(voxel_size=v),
+def snapshot_volumes(ds: Dataset, data: TomoData) -> list[np.ndarray]:
+    """The truth-voxel potential ``[Z, X, Y]`` (V) of each stored MD snapshot of ``ds``, in the
+    cell of the sample rebuilt from the dataset's own config (the cell is strained to whole
+    voxels, so ``shape x voxel`` is not it)."""
+    cfg = SimulationConfig(truth=TruthConfig(voxel_size=data.voxel_size),
                            potential=PotentialConfig(parametrization=ds.meta["parametrization"]))
-    numbers = np.asarray(ds.array("truth/numbers"))
-    cell = np.diag([nx * v, ny * v, nz * v])
+    atoms = build_sample(ds.config["sample"])
     # the thermal dataset stores ``snapshots`` (simulated), the static one ``truth_snapshots``
     name = "snapshots" if "snapshots" in ds.group["truth"] else "truth_snapshots"
-    return [truth_potential(Atoms(numbers=numbers, positions=p, cell=cell, pbc=True), cfg)[0]
-            .astype(np.float64) for p in np.asarray(ds.array(f"truth/{name}"))]
+    out = []
+    for pos in np.asarray(ds.array(f"truth/{name}")):
+        snap = Atoms(numbers=atoms.numbers, positions=pos, cell=atoms.cell, pbc=True)
+        out.append(truth_potential(snap, cfg)[0].astype(np.float64))
+    return out
 
 
 def main() -> None:
@@ -83,7 +90,7 @@ def main() -> None:
           f"rebuilt snapshot 0 vs stored static truth: max rel diff "
           f"{np.abs(vols[0] - stored).max() / np.abs(stored).max():.1e}")
     obs_s, obs_t = d_s.patterns[0].numpy(), d_t.patterns[0].numpy()
-    print(f"R(static data, thermal data) = {r_factor(obs_s, obs_t.astype(np.float64)):.5f}\n")
+    print(f"R(static data, thermal data) = {r_factor(obs_s, obs_t):.5f}\n")
     print("| slices | floor R(F(V0), static) | R(mean F(Vk), thermal) | thermal incoherent |")
     print("|---|---|---|---|")
     for n in (int(s) or d_s.volume_shape[0] for s in args.slices.split(",")):
