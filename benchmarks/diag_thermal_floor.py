@@ -58,8 +58,8 @@ def forward(data: TomoData, volume: np.ndarray, n_slices: int) -> torch.Tensor:
 
 def snapshot_volumes(ds: Dataset, data: TomoData) -> list[np.ndarray]:
     """The truth-voxel potential ``[Z, X, Y]`` (V) of each stored MD snapshot of ``ds``, in the
-    cell of the sample rebuilt from the dataset's own config (the cell is strained to whole
-    voxels, so ``shape x voxel`` is not it)."""
+    cell of the sample rebuilt from the dataset's own config. ``shape x voxel`` is not always
+    that cell: abTEM divides the z length into equal slices near, not at, the voxel size."""
     cfg = SimulationConfig(truth=TruthConfig(voxel_size=data.voxel_size),
                            potential=PotentialConfig(parametrization=ds.meta["parametrization"]))
     atoms = build_sample(ds.config["sample"])
